@@ -1,0 +1,519 @@
+//! `Group`: one execution per key at a time.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+
+use hashbrown::HashTable;
+
+use crate::call::Call;
+use crate::error::LeaderPanicked;
+use crate::sync::{self, Arc, Mutex, MutexGuard};
+
+/// What a caller of [`Group::work_shared`] receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flight<V> {
+    /// The flight's value: moved to the leader, cloned for each follower.
+    pub value: V,
+    /// Whether the value went to more than one caller. Always `true` for a
+    /// follower; `true` for the leader when anyone joined its flight (as in
+    /// Go's `x/sync/singleflight`).
+    pub shared: bool,
+    /// Whether this caller ran `f`.
+    pub leader: bool,
+}
+
+/// Suppresses duplicate work: while a call for a key is running, every other
+/// call for that key waits for it and receives a clone of its value.
+///
+/// The first caller for a key (the *leader*) runs `f` on its own thread;
+/// callers that arrive while it runs (*followers*) block and get a clone of
+/// the same value. Nothing is remembered once the flight ends: the next call
+/// runs `f` again. For results kept for a time, put a cache in front.
+///
+/// Keys are looked up by reference (`&Q` where `K: Borrow<Q>`), so a
+/// `Group<String, V>` takes `&str`; only a leader makes an owned key. The map
+/// is sharded and `f` never runs under a lock, so distinct keys never wait
+/// for each other.
+///
+/// Fallible work is `V = Result<T, E>` with `E: Clone`: an error goes to every
+/// caller of that flight and is never remembered.
+///
+/// `Group` is `Send + Sync` when `K`, `V` and `S` are `Send` (and `S: Sync`);
+/// share it with an `Arc` or a `static`.
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::Group;
+///
+/// let group: Group<String, u64> = Group::new();
+/// let v = group.work("user:42", || 42);
+/// assert_eq!(v, 42);
+/// assert_eq!(group.in_flight(), 0);
+/// ```
+pub struct Group<K, V, S = RandomState> {
+    shards: Box<[Shard<K, V>]>,
+    /// `hash >> shift` picks the shard: high bits, which hashbrown does not
+    /// use for the bucket index within a shard.
+    shift: u32,
+    hasher: S,
+    name: Option<&'static str>,
+}
+
+/// Padded to a cache line pair so two shards' locks never share a line.
+#[repr(align(128))]
+struct Shard<K, V> {
+    table: Mutex<Table<K, V>>,
+}
+
+struct Table<K, V> {
+    entries: HashTable<Entry<K, V>>,
+    /// Flight ids are unique per shard, which is all `find_entry` by id needs.
+    next_id: u64,
+}
+
+/// One running flight, as the map holds it.
+struct Entry<K, V> {
+    key: K,
+    /// Stored so a resize never calls the user's `Hash` (which may panic).
+    hash: u64,
+    id: u64,
+    /// The thread running `f`, to refuse a re-entrant call instead of
+    /// deadlocking on it.
+    owner: usize,
+    /// Set by `forget`: new callers no longer join this flight, but its leader
+    /// still finds it by id and still serves the followers it has.
+    released: bool,
+    /// Made by the first follower; `None` for a flight nobody joined.
+    call: Option<Arc<Call<V>>>,
+}
+
+impl<K, V> Group<K, V> {
+    /// Creates an empty group with the default hasher and shard count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<u64, String>::new();
+    /// assert_eq!(group.in_flight(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts a [`GroupBuilder`] to set a name, a hasher or a shard count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let group: Group<String, Vec<u8>> = Group::builder().name("thumbnails").build();
+    /// assert_eq!(group.name(), Some("thumbnails"));
+    /// ```
+    pub fn builder() -> GroupBuilder<K, V> {
+        GroupBuilder {
+            name: None,
+            hasher: RandomState::new(),
+            shards: None,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> Default for Group<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V, S> Group<K, V, S> {
+    /// The name given with [`GroupBuilder::name`], if any.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
+    }
+
+    /// The number of flights running now, forgotten ones included until their
+    /// `f` returns. 0 when the group is idle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<u8, u8>::new();
+    /// let inside = group.work(&1, || group.in_flight() as u8);
+    /// assert_eq!(inside, 1);
+    /// assert_eq!(group.in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.shards.iter().map(|s| s.table.lock().entries.len()).sum()
+    }
+}
+
+impl<K, V, S: BuildHasher> Group<K, V, S> {
+    #[inline]
+    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, V>) {
+        let hash = self.hasher.hash_one(key);
+        // `shift` is 64 for a single shard; `checked_shr` maps that to 0.
+        let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
+        (hash, &self.shards[index])
+    }
+
+    /// How many followers are waiting for the running flight for `key` (0 when
+    /// there is none, or nobody joined it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// assert_eq!(group.waiters("k"), 0);
+    /// ```
+    pub fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let table = shard.table.lock();
+        match find_joinable(&table, hash, key) {
+            Some(Entry { call: Some(call), .. }) => call.waiting(),
+            _ => 0,
+        }
+    }
+
+    /// Releases `key`: the next call starts a new flight. Callers already
+    /// waiting still get the old flight's value, and the old flight's end
+    /// never removes the new flight. Returns whether a flight was released.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let v = group.work("k", || {
+    ///     assert!(group.forget("k"));
+    ///     // Released: this is a new flight, not a re-entrant call.
+    ///     group.work("k", || 2) + 1
+    /// });
+    /// assert_eq!(v, 3);
+    /// assert!(!group.forget("k"));
+    /// ```
+    pub fn forget<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.release_if(key, |_| true)
+    }
+
+    /// Like [`forget`](Self::forget), but only for a flight that nobody has
+    /// joined. Returns whether it released one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// group.work("k", || {
+    ///     assert!(group.forget_unshared("k"));
+    ///     assert!(!group.forget_unshared("k"));
+    ///     1
+    /// });
+    /// ```
+    pub fn forget_unshared<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.release_if(key, |entry| entry.call.is_none())
+    }
+
+    fn release_if<Q>(&self, key: &Q, allowed: impl FnOnce(&Entry<K, V>) -> bool) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let mut table = shard.table.lock();
+        match table
+            .entries
+            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
+        {
+            Some(entry) if allowed(entry) => {
+                entry.released = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn find_joinable<'t, K, V, Q>(table: &'t Table<K, V>, hash: u64, key: &Q) -> Option<&'t Entry<K, V>>
+where
+    K: Borrow<Q>,
+    Q: Eq + ?Sized,
+{
+    table
+        .entries
+        .find(hash, |e| !e.released && e.key.borrow() == key)
+}
+
+impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
+    /// Runs `f` once for every caller that asks for `key` while it runs, and
+    /// returns its value to each of them.
+    ///
+    /// The leader gets the value `f` returned, moved; each follower gets one
+    /// clone; with no follower, `V` is never cloned.
+    ///
+    /// # Panics
+    ///
+    /// - If `f` panics, the panic unwinds in the leader as usual; the key is
+    ///   released and every follower panics too, with a [`LeaderPanicked`]
+    ///   payload carrying the leader's message. The next call starts afresh.
+    /// - If called for `key` from inside the `f` that is computing `key` on
+    ///   this same thread (a re-entrant call, which would wait for itself
+    ///   forever), it panics at once with a message that says so.
+    /// - A panic in `K`'s `Hash`, `Eq` or `ToOwned`, or in `V::clone`,
+    ///   unwinds in the caller whose call ran it; no entry is left behind
+    ///   and no other caller hangs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::thread;
+    ///
+    /// let group: Group<String, String> = Group::new();
+    /// let runs = AtomicUsize::new(0);
+    /// thread::scope(|s| {
+    ///     for _ in 0..4 {
+    ///         s.spawn(|| {
+    ///             let page = group.work("/index.html", || {
+    ///                 runs.fetch_add(1, Ordering::Relaxed);
+    ///                 "<h1>hello</h1>".to_string()
+    ///             });
+    ///             assert_eq!(page, "<h1>hello</h1>");
+    ///         });
+    ///     }
+    /// });
+    /// // Between 1 and 4 runs, depending on how the threads overlapped.
+    /// assert!((1..=4).contains(&runs.load(Ordering::Relaxed)));
+    /// ```
+    #[track_caller]
+    pub fn work<Q>(&self, key: &Q, f: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.work_shared(key, f).value
+    }
+
+    /// Like [`work`](Self::work), and also says whether this caller led the
+    /// flight and whether its value was shared.
+    ///
+    /// # Panics
+    ///
+    /// As [`work`](Self::work).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let flight = group.work_shared("k", || 7);
+    /// assert_eq!((flight.value, flight.leader, flight.shared), (7, true, false));
+    /// ```
+    #[track_caller]
+    pub fn work_shared<Q>(&self, key: &Q, f: impl FnOnce() -> V) -> Flight<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let (hash, shard) = self.locate(key);
+        let me = sync::thread_token();
+        let mut table = shard.table.lock();
+        if let Some(entry) = table
+            .entries
+            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
+        {
+            if entry.owner == me {
+                drop(table);
+                reentrant_call(self.name);
+            }
+            let call = entry.call.get_or_insert_with(|| Arc::new(Call::new())).clone();
+            call.join();
+            drop(table);
+            return match call.wait() {
+                Ok(value) => Flight {
+                    value,
+                    shared: true,
+                    leader: false,
+                },
+                Err(cause) => panic::panic_any(cause),
+            };
+        }
+        let id = insert(&mut table, hash, key.to_owned(), me);
+        drop(table);
+        self.lead(shard, hash, id, f)
+    }
+
+    fn lead(&self, shard: &Shard<K, V>, hash: u64, id: u64, f: impl FnOnce() -> V) -> Flight<V> {
+        // Catching (rather than a drop guard) lets the followers see the
+        // leader's message; the leader's own panic resumes unchanged.
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        let call = finish(shard.table.lock(), hash, id);
+        match result {
+            Ok(value) => {
+                let shared = call.is_some();
+                if let Some(call) = call {
+                    call.publish_value(&value, self.name);
+                }
+                Flight {
+                    value,
+                    shared,
+                    leader: true,
+                }
+            }
+            Err(payload) => {
+                if let Some(call) = call {
+                    call.publish_panic(LeaderPanicked::from_payload(&*payload, self.name));
+                }
+                panic::resume_unwind(payload)
+            }
+        }
+    }
+}
+
+fn insert<K, V>(table: &mut MutexGuard<'_, Table<K, V>>, hash: u64, key: K, owner: usize) -> u64 {
+    let id = table.next_id;
+    table.next_id += 1;
+    let entry = Entry {
+        key,
+        hash,
+        id,
+        owner,
+        released: false,
+        call: None,
+    };
+    table.entries.insert_unique(hash, entry, |e| e.hash);
+    id
+}
+
+/// Takes the flight `id` out of the map and hands back its followers' `Call`.
+/// The key is dropped after the lock is released.
+fn finish<K, V>(mut table: MutexGuard<'_, Table<K, V>>, hash: u64, id: u64) -> Option<Arc<Call<V>>> {
+    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
+        Ok(found) => found.remove().0,
+        Err(_) => unreachable!("only its own leader removes a flight from the map"),
+    };
+    drop(table);
+    entry.call
+}
+
+#[cold]
+#[track_caller]
+fn reentrant_call(name: Option<&'static str>) -> ! {
+    let group = name.map(|n| format!(" `{n}`")).unwrap_or_default();
+    panic!(
+        "singleflight: re-entrant call: `work` was called for a key from inside the `f` \
+         that is computing that same key on this thread (group{group}); it would wait \
+         for itself forever"
+    )
+}
+
+impl<K, V, S> fmt::Debug for Group<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("shards", &self.shards.len())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Group`]; made by [`Group::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::Group;
+/// use std::collections::hash_map::RandomState;
+///
+/// let group: Group<u64, u64> = Group::builder()
+///     .name("prices")
+///     .hasher(RandomState::new())
+///     .shards(16)
+///     .build();
+/// assert_eq!(group.work(&1, || 2), 2);
+/// ```
+pub struct GroupBuilder<K, V, S = RandomState> {
+    name: Option<&'static str>,
+    hasher: S,
+    shards: Option<usize>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, S> GroupBuilder<K, V, S> {
+    /// A label for panic messages, errors and metrics. Never a key: keys are
+    /// unbounded, names are not.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The hasher that picks a key's shard and bucket (default:
+    /// [`RandomState`]).
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> GroupBuilder<K, V, S2> {
+        GroupBuilder {
+            name: self.name,
+            hasher,
+            shards: self.shards,
+            _types: PhantomData,
+        }
+    }
+
+    /// How many independently locked shards the map has, rounded up to a
+    /// power of two (default: four per core, at least 4, at most 256).
+    ///
+    /// # Panics
+    ///
+    /// If `shards` is 0 or above 65,536.
+    pub fn shards(mut self, shards: usize) -> Self {
+        assert!(
+            (1..=1 << 16).contains(&shards),
+            "GroupBuilder::shards: {shards} is not a shard count (1..=65536)"
+        );
+        self.shards = Some(shards.next_power_of_two());
+        self
+    }
+
+    /// Makes the group.
+    pub fn build(self) -> Group<K, V, S> {
+        let count = self.shards.unwrap_or_else(sync::default_shards);
+        let shards = (0..count)
+            .map(|_| Shard {
+                table: Mutex::new(Table {
+                    entries: HashTable::new(),
+                    next_id: 0,
+                }),
+            })
+            .collect();
+        Group {
+            shards,
+            shift: 64 - count.trailing_zeros(),
+            hasher: self.hasher,
+            name: self.name,
+        }
+    }
+}
+
+impl<K, V, S: fmt::Debug> fmt::Debug for GroupBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupBuilder")
+            .field("name", &self.name)
+            .field("hasher", &self.hasher)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}

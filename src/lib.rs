@@ -1,0 +1,48 @@
+//! Duplicate-call suppression for blocking, thread-based Rust.
+//!
+//! When many threads ask for the same expensive thing at once (a cache miss, a
+//! report, a rate-limited API call), a [`Group`] runs it **once** and every
+//! caller gets the result. The first caller for a key leads and runs the
+//! work on its own thread; the others block until it is done and receive a
+//! clone of its value. No async runtime.
+//!
+//! ```
+//! use singleflight_sync::Group;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Barrier;
+//! use std::thread;
+//!
+//! let group: Group<String, String> = Group::new();
+//! let queries = AtomicUsize::new(0);
+//! let all_here = Barrier::new(8);
+//! thread::scope(|s| {
+//!     for _ in 0..8 {
+//!         s.spawn(|| {
+//!             all_here.wait();
+//!             let name = group.work("user:42", || {
+//!                 queries.fetch_add(1, Ordering::Relaxed);
+//!                 thread::sleep(std::time::Duration::from_millis(50));
+//!                 "Ada".to_string()
+//!             });
+//!             assert_eq!(name, "Ada");
+//!         });
+//!     }
+//! });
+//! // Eight callers, and (almost always) one query.
+//! assert!(queries.load(Ordering::Relaxed) < 8);
+//! ```
+//!
+//! Semantics in brief: one execution per key at a time; nothing is
+//! remembered after a flight ends; a leader's panic reaches every follower as
+//! a [`LeaderPanicked`] panic; a re-entrant call on the key being computed
+//! panics instead of deadlocking; [`Group::forget`] releases a key early.
+
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod call;
+mod error;
+mod group;
+mod sync;
+
+pub use crate::error::LeaderPanicked;
+pub use crate::group::{Flight, Group, GroupBuilder};
