@@ -99,8 +99,7 @@ impl<V: Clone> Call<V> {
                 self.done.notify_all();
             }
             Err(payload) => {
-                state.outcome =
-                    Outcome::Panicked(LeaderPanicked::from_payload(&*payload, group));
+                state.outcome = Outcome::Panicked(LeaderPanicked::from_payload(&*payload, group));
                 self.done.notify_all();
                 drop(state);
                 std::panic::resume_unwind(payload);

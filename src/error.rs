@@ -19,7 +19,7 @@ use crate::sync::Text;
 /// use std::sync::{Arc, Barrier};
 /// use std::thread;
 ///
-/// let group: Arc<Group<&'static str, u32>> = Arc::new(Group::new());
+/// let group: Arc<Group<String, u32>> = Arc::new(Group::new());
 /// let started = Arc::new(Barrier::new(2));
 /// let leader = {
 ///     let (group, started) = (group.clone(), started.clone());

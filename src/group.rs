@@ -149,7 +149,10 @@ impl<K, V, S> Group<K, V, S> {
     /// assert_eq!(group.in_flight(), 0);
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.shards.iter().map(|s| s.table.lock().entries.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.table.lock().entries.len())
+            .sum()
     }
 }
 
@@ -168,7 +171,7 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
     /// # Examples
     ///
     /// ```
-    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let group = singleflight_sync::Group::<String, u8>::new();
     /// assert_eq!(group.waiters("k"), 0);
     /// ```
     pub fn waiters<Q>(&self, key: &Q) -> usize
@@ -179,7 +182,9 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         let (hash, shard) = self.locate(key);
         let table = shard.table.lock();
         match find_joinable(&table, hash, key) {
-            Some(Entry { call: Some(call), .. }) => call.waiting(),
+            Some(Entry {
+                call: Some(call), ..
+            }) => call.waiting(),
             _ => 0,
         }
     }
@@ -191,7 +196,7 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
     /// # Examples
     ///
     /// ```
-    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let group = singleflight_sync::Group::<String, u8>::new();
     /// let v = group.work("k", || {
     ///     assert!(group.forget("k"));
     ///     // Released: this is a new flight, not a re-entrant call.
@@ -214,7 +219,7 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
     /// # Examples
     ///
     /// ```
-    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let group = singleflight_sync::Group::<String, u8>::new();
     /// group.work("k", || {
     ///     assert!(group.forget_unshared("k"));
     ///     assert!(!group.forget_unshared("k"));
@@ -320,7 +325,7 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     /// # Examples
     ///
     /// ```
-    /// let group = singleflight_sync::Group::<&str, u8>::new();
+    /// let group = singleflight_sync::Group::<String, u8>::new();
     /// let flight = group.work_shared("k", || 7);
     /// assert_eq!((flight.value, flight.leader, flight.shared), (7, true, false));
     /// ```
@@ -341,7 +346,10 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                 drop(table);
                 reentrant_call(self.name);
             }
-            let call = entry.call.get_or_insert_with(|| Arc::new(Call::new())).clone();
+            let call = entry
+                .call
+                .get_or_insert_with(|| Arc::new(Call::new()))
+                .clone();
             call.join();
             drop(table);
             return match call.wait() {
@@ -402,7 +410,11 @@ fn insert<K, V>(table: &mut MutexGuard<'_, Table<K, V>>, hash: u64, key: K, owne
 
 /// Takes the flight `id` out of the map and hands back its followers' `Call`.
 /// The key is dropped after the lock is released.
-fn finish<K, V>(mut table: MutexGuard<'_, Table<K, V>>, hash: u64, id: u64) -> Option<Arc<Call<V>>> {
+fn finish<K, V>(
+    mut table: MutexGuard<'_, Table<K, V>>,
+    hash: u64,
+    id: u64,
+) -> Option<Arc<Call<V>>> {
     let entry = match table.entries.find_entry(hash, |e| e.id == id) {
         Ok(found) => found.remove().0,
         Err(_) => unreachable!("only its own leader removes a flight from the map"),

@@ -1,0 +1,114 @@
+//! Bounded stress: many threads, few keys, random work and random `forget`s.
+//! Every caller must receive the value of a flight for its key that was
+//! running while it waited; executions never exceed calls; nothing is left in
+//! flight at the end.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::watchdog;
+use rand::{Rng, SeedableRng};
+use singleflight_sync::Group;
+
+const THREADS: usize = 8;
+const CALLS: usize = 20_000;
+const KEYS: u64 = 64;
+
+/// What a flight returns: which key it ran for and which flight it was.
+#[derive(Clone, Copy, Debug)]
+struct Tag {
+    key: u64,
+    flight: u64,
+}
+
+/// Logical times, indexed by flight id: when `f` started and ended, and when
+/// its leader's `work` call returned (after the flight left the map).
+struct Timeline {
+    clock: AtomicU64,
+    flights: AtomicU64,
+    started: Vec<AtomicU64>,
+    ended: Vec<AtomicU64>,
+    returned: Vec<AtomicU64>,
+}
+
+impl Timeline {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+#[test]
+fn stress_random_work_and_forgets() {
+    watchdog(Duration::from_secs(120), || {
+        let group: Arc<Group<u64, Tag>> = Arc::new(Group::builder().shards(8).build());
+        let timeline = Arc::new(Timeline {
+            clock: AtomicU64::new(0),
+            flights: AtomicU64::new(0),
+            started: (0..THREADS * CALLS).map(|_| AtomicU64::new(0)).collect(),
+            ended: (0..THREADS * CALLS).map(|_| AtomicU64::new(0)).collect(),
+            returned: (0..THREADS * CALLS).map(|_| AtomicU64::new(0)).collect(),
+        });
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (group, tl) = (group.clone(), timeline.clone());
+                thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed + t as u64);
+                    let mut led = 0u64;
+                    for _ in 0..CALLS {
+                        let key = rng.gen_range(0..KEYS);
+                        if rng.gen_ratio(1, 50) {
+                            group.forget(&rng.gen_range(0..KEYS));
+                        }
+                        let spin = rng.gen_range(0..300);
+                        let before = tl.tick();
+                        let flight = group.work_shared(&key, || {
+                            let id = tl.flights.fetch_add(1, Ordering::SeqCst);
+                            tl.started[id as usize].store(tl.tick(), Ordering::SeqCst);
+                            for _ in 0..spin {
+                                std::hint::spin_loop();
+                            }
+                            if spin % 7 == 0 {
+                                thread::yield_now();
+                            }
+                            tl.ended[id as usize].store(tl.tick(), Ordering::SeqCst);
+                            Tag { key, flight: id }
+                        });
+                        let after = tl.tick();
+                        let tag = flight.value;
+                        assert_eq!(tag.key, key, "a caller got another key's value");
+                        let id = tag.flight as usize;
+                        let started = tl.started[id].load(Ordering::SeqCst);
+                        let ended = tl.ended[id].load(Ordering::SeqCst);
+                        assert!(
+                            started != 0 && ended != 0 && ended < after,
+                            "flight {id} had not ended"
+                        );
+                        if flight.leader {
+                            assert!(before < started, "a leader got a flight it did not run");
+                            tl.returned[id].store(after, Ordering::SeqCst);
+                        } else {
+                            // The flight must still have been joinable when
+                            // this call began: its leader had not returned.
+                            let returned = tl.returned[id].load(Ordering::SeqCst);
+                            assert!(
+                                returned == 0 || before < returned,
+                                "flight {id} was over ({returned}) before the call began ({before})"
+                            );
+                        }
+                        led += u64::from(flight.leader);
+                    }
+                    led
+                })
+            })
+            .collect();
+        let led: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        let executions = timeline.flights.load(Ordering::SeqCst);
+        assert_eq!(executions, led, "every execution had exactly one leader");
+        assert!(executions <= (THREADS * CALLS) as u64);
+        assert_eq!(group.in_flight(), 0, "nothing left in flight");
+    });
+}
