@@ -1,12 +1,21 @@
-//! One flight's meeting point for its followers.
+//! One flight's meeting point for the callers that wait on it.
 //!
-//! A `Call` exists only once somebody joins a flight: an uncontended flight
-//! never allocates one. The leader publishes the outcome here after it has
-//! taken the flight's entry out of the map, so the number of followers is
-//! final by then and each follower is counted exactly once.
+//! A `Call` exists only once somebody waits on a flight: an uncontended
+//! inline flight never allocates one. Waiters are threads blocked on the
+//! Condvar and `do_chan` receivers, whose senders are kept here. The flight's
+//! runner publishes the outcome after it has taken the flight out of the map,
+//! so no waiter can join afterwards and the count of waiters is final; each
+//! waiter then takes its share exactly once.
 
-use crate::error::LeaderPanicked;
+use crossbeam_channel::Sender;
+
+use crate::error::{Error, LeaderPanicked};
+use crate::group::Flight;
 use crate::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+/// What a `do_chan` receiver gets.
+pub(crate) type Reply<V> = Result<Flight<V>, Error>;
 
 pub(crate) struct Call<V> {
     state: Mutex<State<V>>,
@@ -15,113 +24,195 @@ pub(crate) struct Call<V> {
 
 struct State<V> {
     outcome: Outcome<V>,
-    /// Followers that joined and have not yet taken the outcome. Exact: a
-    /// follower adds itself under the shard lock while the flight is in the
-    /// map, and removes itself when it takes the outcome.
+    /// Waiters that have not yet taken the outcome: blocked threads plus
+    /// unsent replies. Exact: a waiter adds itself under the shard lock while
+    /// the flight is joinable, and removes itself when it takes the outcome
+    /// or leaves.
     waiting: usize,
+    /// Every caller that ever shared this flight, its leader included; final
+    /// once published, so `shared` is `joined > 1` for everyone.
+    joined: usize,
+    /// Replies for `do_chan` receivers, each with whether it led.
+    replies: Vec<(Sender<Reply<V>>, bool)>,
 }
 
 enum Outcome<V> {
     Pending,
     Value(V),
-    Panicked(LeaderPanicked),
-    /// The last follower moved the value out.
+    Failed(Error),
+    /// The last waiter moved the value out.
     Taken,
 }
 
+/// A waiter's share: the value (or why there is none) and whether the flight
+/// served more than one caller.
+pub(crate) type Share<V> = Result<(V, bool), Error>;
+
 impl<V> Call<V> {
-    pub(crate) fn new() -> Self {
+    /// A call for a flight that `joined` callers share from the start (its
+    /// inline leader, or the caller that started a detached flight).
+    pub(crate) fn new(joined: usize) -> Self {
         Call {
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
                 waiting: 0,
+                joined,
+                replies: Vec::new(),
             }),
             done: Condvar::new(),
         }
     }
 
-    /// Counts one more follower. Called with the shard lock held and the
-    /// flight still in the map, so the leader has not published yet.
+    /// Counts one more blocked waiter. Called with the shard lock held and
+    /// the flight joinable, so nothing has been published yet.
     pub(crate) fn join(&self) {
-        self.state.lock().waiting += 1;
+        let mut state = self.state.lock();
+        state.waiting += 1;
+        state.joined += 1;
     }
 
-    /// How many followers are waiting now.
+    /// Adds a `do_chan` reply; it counts as waiting until it is sent. Same
+    /// locking rule as [`join`](Self::join).
+    pub(crate) fn join_reply(&self, reply: Sender<Reply<V>>, leader: bool) {
+        let mut state = self.state.lock();
+        state.waiting += 1;
+        state.joined += 1;
+        state.replies.push((reply, leader));
+    }
+
+    /// How many waiters have not taken the outcome yet.
     pub(crate) fn waiting(&self) -> usize {
         self.state.lock().waiting
     }
 
-    /// Publishes a leader's panic to every follower.
-    pub(crate) fn publish_panic(&self, cause: LeaderPanicked) {
-        self.publish(Outcome::Panicked(cause));
-    }
-
-    fn publish(&self, outcome: Outcome<V>) {
+    /// Publishes a failure (a panic, a cancellation, a spawn error) to every
+    /// waiter. A call that already has an outcome keeps it.
+    pub(crate) fn publish_error(&self, error: Error) {
         let mut state = self.state.lock();
-        state.outcome = outcome;
-        // Notify while holding the lock: a follower tests `outcome` under
-        // this same lock before each wait, so it either sees the outcome or
-        // is already parked and gets this wakeup.
-        self.done.notify_all();
-        drop(state);
-    }
-
-    /// Blocks until the leader publishes, then takes this follower's share.
-    pub(crate) fn wait(&self) -> Result<V, LeaderPanicked>
-    where
-        V: Clone,
-    {
-        let mut state = self.state.lock();
-        while matches!(state.outcome, Outcome::Pending) {
-            state = self.done.wait(state);
+        if !matches!(state.outcome, Outcome::Pending) {
+            return;
         }
-        state.take()
+        for (reply, _) in std::mem::take(&mut state.replies) {
+            state.waiting -= 1;
+            let _ = reply.send(Err(error.clone()));
+        }
+        state.outcome = Outcome::Failed(error);
+        // Notify under the lock: a waiter tests `outcome` under this same
+        // lock before each wait, so it either sees the outcome or is parked
+        // already and gets this wakeup.
+        self.done.notify_all();
     }
 }
 
 impl<V: Clone> Call<V> {
-    /// Publishes the leader's value: one clone for the followers to share,
-    /// none when every follower has already gone.
-    ///
-    /// # Panics
-    ///
-    /// If `V::clone` panics, the followers are released with that panic as
-    /// their [`LeaderPanicked`] cause, and the panic resumes in the leader.
-    pub(crate) fn publish_value(&self, value: &V, group: Option<&'static str>) {
+    /// Publishes a value that no caller holds (a detached flight's): the last
+    /// waiter to take it moves it, so `n` waiters cost `n - 1` clones. With
+    /// nobody left, or an outcome already published (a cancelled flight), it
+    /// is dropped here.
+    pub(crate) fn publish_owned(&self, value: V) {
         let mut state = self.state.lock();
-        if state.waiting == 0 {
+        if matches!(state.outcome, Outcome::Pending) {
+            state.hand_out(value);
+            self.done.notify_all();
+        }
+    }
+
+    /// Publishes the value an inline leader keeps: one clone for the waiters
+    /// to share, none when every waiter has left already.
+    ///
+    /// If `V::clone` panics, the waiters get [`Error::Panicked`] with that
+    /// panic's message, and the panic resumes in the leader.
+    pub(crate) fn publish_copy(&self, value: &V, group: Option<&'static str>) {
+        let mut state = self.state.lock();
+        if state.waiting == 0 || !matches!(state.outcome, Outcome::Pending) {
             return;
         }
-        let copy = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone()));
-        match copy {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone())) {
             Ok(copy) => {
-                state.outcome = Outcome::Value(copy);
+                state.hand_out(copy);
                 self.done.notify_all();
             }
             Err(payload) => {
-                state.outcome = Outcome::Panicked(LeaderPanicked::from_payload(&*payload, group));
-                self.done.notify_all();
                 drop(state);
+                let cause = LeaderPanicked::from_payload(&*payload, group);
+                self.publish_error(Error::Panicked(cause));
                 std::panic::resume_unwind(payload);
             }
         }
     }
+
+    /// Blocks until the outcome is published or `deadline` passes, and takes
+    /// this waiter's share. `None` means the deadline passed first; the
+    /// waiter is still counted and must [`leave`](Self::leave).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Share<V>> {
+        let mut state = self.state.lock();
+        loop {
+            if !matches!(state.outcome, Outcome::Pending) {
+                return Some(state.take());
+            }
+            match deadline {
+                None => state = self.done.wait(state),
+                Some(deadline) if Instant::now() >= deadline => return None,
+                Some(deadline) => state = self.done.wait_until(state, deadline),
+            }
+        }
+    }
+
+    /// A waiter whose deadline passed gives up its place, unless the outcome
+    /// arrived meanwhile (then it takes its share, keeping the count exact).
+    /// Returns the share, or `Err(remaining)`: how many waiters are left.
+    pub(crate) fn leave(&self) -> Result<Share<V>, usize> {
+        let mut state = self.state.lock();
+        if !matches!(state.outcome, Outcome::Pending) {
+            return Ok(state.take());
+        }
+        state.waiting -= 1;
+        Err(state.waiting)
+    }
 }
 
 impl<V: Clone> State<V> {
-    /// The first followers clone the shared value; the last one moves it, so
-    /// a flight with `n` followers costs exactly `n` clones in all.
-    fn take(&mut self) -> Result<V, LeaderPanicked> {
+    /// Sends the replies, then leaves the value for the blocked waiters. The
+    /// last waiter served gets `value` itself; every other one a clone.
+    fn hand_out(&mut self, value: V) {
+        let shared = self.joined > 1;
+        let mut value = Some(value);
+        for (reply, leader) in std::mem::take(&mut self.replies) {
+            self.waiting -= 1;
+            let v = if self.waiting == 0 {
+                value.take().expect("only the last waiter moves the value")
+            } else {
+                value
+                    .as_ref()
+                    .expect("the value stays until the last waiter")
+                    .clone()
+            };
+            // A dropped receiver drops its copy here, once.
+            let _ = reply.send(Ok(Flight {
+                value: v,
+                shared,
+                leader,
+            }));
+        }
+        self.outcome = match value {
+            Some(v) if self.waiting > 0 => Outcome::Value(v),
+            _ => Outcome::Taken,
+        };
+    }
+
+    /// One waiter's share: the first waiters clone, the last one moves.
+    fn take(&mut self) -> Share<V> {
         self.waiting -= 1;
+        let shared = self.joined > 1;
         match &self.outcome {
-            Outcome::Value(value) if self.waiting > 0 => Ok(value.clone()),
+            Outcome::Value(value) if self.waiting > 0 => Ok((value.clone(), shared)),
             Outcome::Value(_) => match std::mem::replace(&mut self.outcome, Outcome::Taken) {
-                Outcome::Value(value) => Ok(value),
+                Outcome::Value(value) => Ok((value, shared)),
                 _ => unreachable!("matched as a value just above"),
             },
-            Outcome::Panicked(cause) => Err(cause.clone()),
+            Outcome::Failed(error) => Err(error.clone()),
             Outcome::Pending | Outcome::Taken => {
-                unreachable!("a follower takes only a published outcome, and only its own share")
+                unreachable!("a waiter takes only a published outcome, and only its own share")
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::fmt;
 
-use crate::sync::Text;
+use crate::sync::{Shared, Text};
 
 /// The panic payload a follower unwinds with when the leader of its flight
 /// panicked.
@@ -85,3 +85,46 @@ impl fmt::Display for LeaderPanicked {
 }
 
 impl std::error::Error for LeaderPanicked {}
+
+/// Why a flight gave a caller no value: returned by
+/// [`Group::work_deadline`](crate::Group::work_deadline),
+/// [`Group::work_timeout`](crate::Group::work_timeout) and sent by
+/// [`Group::do_chan`](crate::Group::do_chan).
+///
+/// `Clone`, so one failure can reach every caller of a flight.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// This caller's deadline passed before the flight ended. The flight
+    /// goes on for the others.
+    Timeout,
+    /// The flight was cancelled by [`Group::cancel`](crate::Group::cancel)
+    /// before it ended.
+    Cancelled,
+    /// The flight's `f` panicked; carries the panic's message.
+    Panicked(LeaderPanicked),
+    /// The spawner could not run the flight (it returned an error, panicked,
+    /// or dropped the job); carries the cause.
+    Spawn(Shared<std::io::Error>),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("the deadline passed before the flight ended"),
+            Error::Cancelled => f.write_str("the flight was cancelled"),
+            Error::Panicked(cause) => fmt::Display::fmt(cause, f),
+            Error::Spawn(cause) => write!(f, "the flight could not be spawned: {cause}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Panicked(cause) => Some(cause),
+            Error::Spawn(cause) => Some(&**cause),
+            Error::Timeout | Error::Cancelled => None,
+        }
+    }
+}

@@ -5,13 +5,17 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::marker::PhantomData;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic::{self, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 
 use hashbrown::HashTable;
 
-use crate::call::Call;
-use crate::error::LeaderPanicked;
-use crate::sync::{self, Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::call::{Call, Share};
+use crate::cancel::CancelToken;
+use crate::detached::Spawner;
+use crate::error::{Error, LeaderPanicked};
+use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
 
 /// What a caller of [`Group::work_shared`] receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,40 +60,45 @@ pub struct Flight<V> {
 /// assert_eq!(group.in_flight(), 0);
 /// ```
 pub struct Group<K, V, S = RandomState> {
-    shards: Box<[Shard<K, V>]>,
+    /// Shared so a detached flight's runner can take its entry out of the map
+    /// when it ends, whichever thread it runs on.
+    pub(crate) shards: Shared<[Shard<K, V>]>,
     /// `hash >> shift` picks the shard: high bits, which hashbrown does not
     /// use for the bucket index within a shard.
     shift: u32,
     hasher: S,
-    name: Option<&'static str>,
+    pub(crate) name: Option<&'static str>,
+    pub(crate) spawner: Spawner,
 }
 
 /// Padded to a cache line pair so two shards' locks never share a line.
 #[repr(align(128))]
-struct Shard<K, V> {
-    table: Mutex<Table<K, V>>,
+pub(crate) struct Shard<K, V> {
+    pub(crate) table: Mutex<Table<K, V>>,
 }
 
-struct Table<K, V> {
+pub(crate) struct Table<K, V> {
     entries: HashTable<Entry<K, V>>,
     /// Flight ids are unique per shard, which is all `find_entry` by id needs.
     next_id: u64,
 }
 
 /// One running flight, as the map holds it.
-struct Entry<K, V> {
+pub(crate) struct Entry<K, V> {
     key: K,
     /// Stored so a resize never calls the user's `Hash` (which may panic).
     hash: u64,
-    id: u64,
+    pub(crate) id: u64,
     /// The thread running `f`, to refuse a re-entrant call instead of
-    /// deadlocking on it.
-    owner: usize,
-    /// Set by `forget`: new callers no longer join this flight, but its leader
-    /// still finds it by id and still serves the followers it has.
-    released: bool,
-    /// Made by the first follower; `None` for a flight nobody joined.
-    call: Option<Arc<Call<V>>>,
+    /// deadlocking on it; 0 for a detached flight not started yet.
+    pub(crate) owner: usize,
+    /// Set by `forget` or `cancel`: new callers no longer join this flight,
+    /// but its runner still finds it by id and still serves its waiters.
+    pub(crate) released: bool,
+    /// Made by the first waiter; `None` for an inline flight nobody joined.
+    pub(crate) call: Option<Arc<Call<V>>>,
+    /// A detached flight's token; `None` for an inline flight.
+    pub(crate) token: Option<CancelToken>,
 }
 
 impl<K, V> Group<K, V> {
@@ -120,10 +129,17 @@ impl<K, V> Group<K, V> {
             name: None,
             hasher: RandomState::new(),
             shards: None,
+            spawner: Spawner::default(),
             _types: PhantomData,
         }
     }
 }
+
+/// A panic in `f`, `Hash`, `Eq`, `Clone` or a spawner never leaves a group
+/// half-updated (the point of the crate's panic handling, and tested), so a
+/// group may be used across `catch_unwind` without `AssertUnwindSafe`.
+impl<K, V, S: RefUnwindSafe> RefUnwindSafe for Group<K, V, S> {}
+impl<K, V, S: UnwindSafe> UnwindSafe for Group<K, V, S> {}
 
 impl<K, V> Default for Group<K, V> {
     fn default() -> Self {
@@ -157,16 +173,17 @@ impl<K, V, S> Group<K, V, S> {
 }
 
 impl<K, V, S: BuildHasher> Group<K, V, S> {
+    /// The key's hash and the index of its shard.
     #[inline]
-    fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, V>) {
+    pub(crate) fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
         let hash = self.hasher.hash_one(key);
         // `shift` is 64 for a single shard; `checked_shr` maps that to 0.
-        let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
-        (hash, &self.shards[index])
+        (hash, hash.checked_shr(self.shift).unwrap_or(0) as usize)
     }
 
-    /// How many followers are waiting for the running flight for `key` (0 when
-    /// there is none, or nobody joined it).
+    /// How many callers are waiting for the running flight for `key` (0 when
+    /// there is none, or nobody joined it). A detached flight's caller that
+    /// started it counts as waiting.
     ///
     /// # Examples
     ///
@@ -179,9 +196,9 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, shard) = self.locate(key);
-        let table = shard.table.lock();
-        match find_joinable(&table, hash, key) {
+        let (hash, index) = self.locate(key);
+        let mut table = self.shards[index].table.lock();
+        match table.joinable(hash, key) {
             Some(Entry {
                 call: Some(call), ..
             }) => call.waiting(),
@@ -239,12 +256,9 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let (hash, shard) = self.locate(key);
-        let mut table = shard.table.lock();
-        match table
-            .entries
-            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
-        {
+        let (hash, index) = self.locate(key);
+        let mut table = self.shards[index].table.lock();
+        match table.joinable(hash, key) {
             Some(entry) if allowed(entry) => {
                 entry.released = true;
                 true
@@ -254,14 +268,96 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
     }
 }
 
-fn find_joinable<'t, K, V, Q>(table: &'t Table<K, V>, hash: u64, key: &Q) -> Option<&'t Entry<K, V>>
-where
-    K: Borrow<Q>,
-    Q: Eq + ?Sized,
-{
-    table
-        .entries
-        .find(hash, |e| !e.released && e.key.borrow() == key)
+impl<K, V: Clone, S> Group<K, V, S> {
+    /// Waits on a flight's call until it ends or `deadline` passes. A waiter
+    /// whose deadline passes leaves under the shard lock, so that when the
+    /// last one leaves a detached flight, cancelling its token and releasing
+    /// its key are one step that no new caller can slip into.
+    pub(crate) fn await_call(
+        &self,
+        index: usize,
+        hash: u64,
+        id: u64,
+        call: &Call<V>,
+        deadline: Option<Instant>,
+    ) -> Share<V> {
+        if let Some(share) = call.wait(deadline) {
+            return share;
+        }
+        let mut table = self.shards[index].table.lock();
+        match call.leave() {
+            Ok(share) => share,
+            Err(remaining) => {
+                if remaining == 0 {
+                    if let Some(entry) = table.by_id(hash, id) {
+                        if let Some(token) = &entry.token {
+                            entry.released = true;
+                            token.cancel();
+                        }
+                    }
+                }
+                Err(Error::Timeout)
+            }
+        }
+    }
+}
+
+impl<K, V> Table<K, V> {
+    /// The flight a new caller for `key` would join, if any.
+    #[inline]
+    pub(crate) fn joinable<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.entries
+            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
+    }
+
+    /// The flight `id`, joinable or not.
+    pub(crate) fn by_id(&mut self, hash: u64, id: u64) -> Option<&mut Entry<K, V>> {
+        self.entries.find_mut(hash, |e| e.id == id)
+    }
+
+    /// Adds a flight for `key` and returns its id.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        owner: usize,
+        call: Option<Arc<Call<V>>>,
+        token: Option<CancelToken>,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = Entry {
+            key,
+            hash,
+            id,
+            owner,
+            released: false,
+            call,
+            token,
+        };
+        self.entries.insert_unique(hash, entry, |e| e.hash);
+        id
+    }
+}
+
+/// Takes the flight `id` out of the map and hands back its waiters' `Call`.
+/// Only a flight's runner (or the caller whose spawn of it failed) does this,
+/// once. The key is dropped after the lock is released.
+pub(crate) fn finish<K, V>(
+    mut table: MutexGuard<'_, Table<K, V>>,
+    hash: u64,
+    id: u64,
+) -> Option<Arc<Call<V>>> {
+    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
+        Ok(found) => found.remove().0,
+        Err(_) => unreachable!("only its own runner removes a flight from the map"),
+    };
+    drop(table);
+    entry.call
 }
 
 impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
@@ -282,6 +378,12 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     /// - A panic in `K`'s `Hash`, `Eq` or `ToOwned`, or in `V::clone`,
     ///   unwinds in the caller whose call ran it; no entry is left behind
     ///   and no other caller hangs.
+    ///
+    /// A `work` caller that joined a detached flight (one started by
+    /// [`work_deadline`](Self::work_deadline) or [`do_chan`](Self::do_chan))
+    /// which is then cancelled, or could not be spawned, does not fail: the
+    /// key is released by then, so it calls again, running its own `f` if no
+    /// newer flight is there to join.
     ///
     /// # Examples
     ///
@@ -335,47 +437,52 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let (hash, shard) = self.locate(key);
+        let (hash, index) = self.locate(key);
         let me = sync::thread_token();
-        let mut table = shard.table.lock();
-        if let Some(entry) = table
-            .entries
-            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
-        {
+        loop {
+            let mut table = self.shards[index].table.lock();
+            let Some(entry) = table.joinable(hash, key) else {
+                let id = table.insert(hash, key.to_owned(), me, None, None);
+                drop(table);
+                return self.lead(index, hash, id, f);
+            };
             if entry.owner == me {
                 drop(table);
                 reentrant_call(self.name);
             }
+            let id = entry.id;
             let call = entry
                 .call
-                .get_or_insert_with(|| Arc::new(Call::new()))
+                .get_or_insert_with(|| Arc::new(Call::new(1)))
                 .clone();
             call.join();
             drop(table);
-            return match call.wait() {
-                Ok(value) => Flight {
-                    value,
-                    shared: true,
-                    leader: false,
-                },
-                Err(cause) => panic::panic_any(cause),
-            };
+            match self.await_call(index, hash, id, &call, None) {
+                Ok((value, shared)) => {
+                    return Flight {
+                        value,
+                        shared,
+                        leader: false,
+                    }
+                }
+                Err(Error::Panicked(cause)) => panic::panic_any(cause),
+                // A cancelled or unspawnable detached flight has released
+                // its key: call again, joining a newer flight or leading one.
+                Err(_) => continue,
+            }
         }
-        let id = insert(&mut table, hash, key.to_owned(), me);
-        drop(table);
-        self.lead(shard, hash, id, f)
     }
 
-    fn lead(&self, shard: &Shard<K, V>, hash: u64, id: u64, f: impl FnOnce() -> V) -> Flight<V> {
+    fn lead(&self, index: usize, hash: u64, id: u64, f: impl FnOnce() -> V) -> Flight<V> {
         // Catching (rather than a drop guard) lets the followers see the
         // leader's message; the leader's own panic resumes unchanged.
         let result = panic::catch_unwind(AssertUnwindSafe(f));
-        let call = finish(shard.table.lock(), hash, id);
+        let call = finish(self.shards[index].table.lock(), hash, id);
         match result {
             Ok(value) => {
                 let shared = call.is_some();
                 if let Some(call) = call {
-                    call.publish_value(&value, self.name);
+                    call.publish_copy(&value, self.name);
                 }
                 Flight {
                     value,
@@ -385,7 +492,8 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
             }
             Err(payload) => {
                 if let Some(call) = call {
-                    call.publish_panic(LeaderPanicked::from_payload(&*payload, self.name));
+                    let cause = LeaderPanicked::from_payload(&*payload, self.name);
+                    call.publish_error(Error::Panicked(cause));
                 }
                 panic::resume_unwind(payload)
             }
@@ -393,39 +501,9 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     }
 }
 
-fn insert<K, V>(table: &mut MutexGuard<'_, Table<K, V>>, hash: u64, key: K, owner: usize) -> u64 {
-    let id = table.next_id;
-    table.next_id += 1;
-    let entry = Entry {
-        key,
-        hash,
-        id,
-        owner,
-        released: false,
-        call: None,
-    };
-    table.entries.insert_unique(hash, entry, |e| e.hash);
-    id
-}
-
-/// Takes the flight `id` out of the map and hands back its followers' `Call`.
-/// The key is dropped after the lock is released.
-fn finish<K, V>(
-    mut table: MutexGuard<'_, Table<K, V>>,
-    hash: u64,
-    id: u64,
-) -> Option<Arc<Call<V>>> {
-    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
-        Ok(found) => found.remove().0,
-        Err(_) => unreachable!("only its own leader removes a flight from the map"),
-    };
-    drop(table);
-    entry.call
-}
-
 #[cold]
 #[track_caller]
-fn reentrant_call(name: Option<&'static str>) -> ! {
+pub(crate) fn reentrant_call(name: Option<&'static str>) -> ! {
     let group = name.map(|n| format!(" `{n}`")).unwrap_or_default();
     panic!(
         "singleflight: re-entrant call: `work` was called for a key from inside the `f` \
@@ -440,6 +518,7 @@ impl<K, V, S> fmt::Debug for Group<K, V, S> {
             .field("name", &self.name)
             .field("shards", &self.shards.len())
             .field("in_flight", &self.in_flight())
+            .field("spawner", &self.spawner)
             .finish_non_exhaustive()
     }
 }
@@ -463,6 +542,7 @@ pub struct GroupBuilder<K, V, S = RandomState> {
     name: Option<&'static str>,
     hasher: S,
     shards: Option<usize>,
+    pub(crate) spawner: Spawner,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -481,6 +561,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             name: self.name,
             hasher,
             shards: self.shards,
+            spawner: self.spawner,
             _types: PhantomData,
         }
     }
@@ -516,6 +597,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             shift: 64 - count.trailing_zeros(),
             hasher: self.hasher,
             name: self.name,
+            spawner: self.spawner,
         }
     }
 }
@@ -526,6 +608,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for GroupBuilder<K, V, S> {
             .field("name", &self.name)
             .field("hasher", &self.hasher)
             .field("shards", &self.shards)
+            .field("spawner", &self.spawner)
             .finish()
     }
 }

@@ -40,9 +40,13 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod call;
+mod cancel;
+mod detached;
 mod error;
 mod group;
 mod sync;
 
-pub use crate::error::LeaderPanicked;
+pub use crate::cancel::CancelToken;
+pub use crate::detached::Job;
+pub use crate::error::{Error, LeaderPanicked};
 pub use crate::group::{Flight, Group, GroupBuilder};

@@ -42,7 +42,6 @@ mod imp {
             guard
         }
 
-        #[allow(dead_code)] // the deadline path (work_timeout) is next
         /// Waits until notified or `deadline`; the caller re-checks its state
         /// either way, so whether it timed out is not reported.
         pub(crate) fn wait_until<'a, T>(
@@ -132,9 +131,13 @@ mod imp {
 
 pub(crate) use imp::*;
 
-/// Immutable text shared by many callers (a panic message). Not a
-/// coordination primitive, so it is std's `Arc` under loom too.
-pub(crate) type Text = std::sync::Arc<str>;
+/// Shared ownership of data that needs no modelling (the shard array, a
+/// message, an I/O error): reference counting only, so std's `Arc` under loom
+/// too (loom's `Arc` cannot hold a slice or a `str`).
+pub(crate) type Shared<T> = std::sync::Arc<T>;
+
+/// Immutable text shared by many callers (a panic message).
+pub(crate) type Text = Shared<str>;
 
 /// How many shards a group gets by default: a few per core, so that threads
 /// on distinct keys rarely share a lock. Read once per process; not part of
@@ -145,4 +148,16 @@ pub(crate) fn default_shards() -> usize {
         let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         (cores * 4).next_power_of_two().clamp(4, 256)
     })
+}
+
+/// Starts a named thread for a detached flight (the default spawner).
+#[cfg(not(loom))]
+pub(crate) fn spawn_thread(name: String, job: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
+    std::thread::Builder::new().name(name).spawn(job).map(drop)
+}
+
+/// Starts a named thread for a detached flight (the default spawner).
+#[cfg(loom)]
+pub(crate) fn spawn_thread(name: String, job: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
+    loom::thread::Builder::new().name(name).spawn(job).map(drop)
 }

@@ -1,0 +1,457 @@
+//! Detached flights: `f` runs on the group's spawner while callers wait with
+//! deadlines (`work_deadline`, `work_timeout`) or on a channel (`do_chan`),
+//! and `cancel` can stop it.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::call::{Call, Reply};
+use crate::cancel::CancelToken;
+use crate::error::{Error, LeaderPanicked};
+use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Shard};
+use crate::sync::{self, Arc, Mutex, Shared};
+
+/// The job a spawner runs: a detached flight, start to end.
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+type Hook = dyn Fn(Job) -> io::Result<()> + Send + Sync;
+
+/// Runs detached flights: a new named thread each, or the caller's hook.
+#[derive(Clone, Default)]
+pub(crate) struct Spawner(Option<Shared<Hook>>);
+
+impl Spawner {
+    /// Hands `job` to the hook. A hook that panics counts as one that
+    /// failed: the panic becomes the error.
+    fn spawn(&self, name: Option<&'static str>, job: Job) -> io::Result<()> {
+        let Some(hook) = &self.0 else {
+            let name = name.map_or_else(
+                || "singleflight".to_string(),
+                |n| format!("singleflight-{n}"),
+            );
+            return sync::spawn_thread(name, job);
+        };
+        match panic::catch_unwind(AssertUnwindSafe(|| hook(job))) {
+            Ok(result) => result,
+            Err(payload) => {
+                let cause = LeaderPanicked::from_payload(&*payload, name);
+                Err(io::Error::other(format!(
+                    "the spawner panicked: {}",
+                    cause.message()
+                )))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "custom"
+        } else {
+            "std::thread"
+        })
+    }
+}
+
+impl<K, V, S> GroupBuilder<K, V, S> {
+    /// Where detached flights run (default: a new `std::thread` each, named
+    /// `singleflight-<name>`). The hook must run the job it is given, once,
+    /// on some thread, or return an error.
+    ///
+    /// A hook that returns an error, panics, or drops the job without running
+    /// it makes the flight fail with [`Error::Spawn`] for every waiter, and
+    /// releases the key.
+    ///
+    /// # Examples
+    ///
+    /// A thread pool runs the flights:
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    /// use std::time::Duration;
+    ///
+    /// let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    /// let group: Group<String, u32> = Group::builder()
+    ///     .spawner(move |job| {
+    ///         pool.spawn(job);
+    ///         Ok(())
+    ///     })
+    ///     .build();
+    /// let flight = group.work_timeout("k", Duration::from_secs(5), |_| 7).unwrap();
+    /// assert_eq!(flight.value, 7);
+    /// ```
+    pub fn spawner<F>(mut self, spawner: F) -> Self
+    where
+        F: Fn(Job) -> io::Result<()> + Send + Sync + 'static,
+    {
+        self.spawner = Spawner(Some(Shared::new(spawner)));
+        self
+    }
+}
+
+impl<K, V, S> Group<K, V, S>
+where
+    K: Send + 'static,
+    V: Clone + Send + 'static,
+    S: BuildHasher,
+{
+    /// Like [`work`](Self::work), but `f` runs on the group's spawner and this
+    /// caller waits only until `deadline`.
+    ///
+    /// Every caller, the first included, waits until its own deadline and
+    /// then returns [`Error::Timeout`]; the flight goes on for the others.
+    /// When the last caller waiting with a deadline gives up, `f`'s
+    /// [`CancelToken`] is cancelled and the key released in the same step,
+    /// so a new caller starts a fresh flight rather than joining a cancelled
+    /// one. A caller joins any running flight for `key`, inline or detached;
+    /// it then leaves an inline flight at its deadline without disturbing it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] at the deadline, [`Error::Cancelled`] after
+    /// [`cancel`](Self::cancel), [`Error::Panicked`] if `f` panicked (the
+    /// panic does not reach the spawner's thread), [`Error::Spawn`] if the
+    /// spawner failed.
+    ///
+    /// # Panics
+    ///
+    /// If called for `key` from inside the `f` computing `key` on this thread:
+    /// it could only wait for itself until the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Error, Group};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let group: Group<String, u32> = Group::new();
+    /// let slow = group.work_deadline("k", Instant::now() + Duration::from_millis(10), |token| {
+    ///     token.wait_timeout(Duration::from_secs(5)); // stops early once cancelled
+    ///     1
+    /// });
+    /// assert!(matches!(slow, Err(Error::Timeout)));
+    /// // The only caller gave up: the flight was cancelled and the key released.
+    /// let fresh = group.work_timeout("k", Duration::from_secs(5), |_| 2).unwrap();
+    /// assert_eq!((fresh.value, fresh.leader), (2, true));
+    /// ```
+    pub fn work_deadline<Q, F>(&self, key: &Q, deadline: Instant, f: F) -> Result<Flight<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
+        self.wait_detached(key, Some(deadline), f)
+    }
+
+    /// [`work_deadline`](Self::work_deadline) with a deadline `timeout` from
+    /// now (an unrepresentable one means no deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`work_deadline`](Self::work_deadline).
+    ///
+    /// # Panics
+    ///
+    /// As [`work_deadline`](Self::work_deadline).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    /// use std::time::Duration;
+    ///
+    /// let group: Group<u64, String> = Group::new();
+    /// let flight = group.work_timeout(&7, Duration::from_secs(5), |_| "seven".to_string());
+    /// assert_eq!(flight.unwrap().value, "seven");
+    /// ```
+    pub fn work_timeout<Q, F>(&self, key: &Q, timeout: Duration, f: F) -> Result<Flight<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
+        self.wait_detached(key, Instant::now().checked_add(timeout), f)
+    }
+
+    #[track_caller]
+    fn wait_detached<Q, F>(
+        &self,
+        key: &Q,
+        deadline: Option<Instant>,
+        f: F,
+    ) -> Result<Flight<V>, Error>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
+        let (hash, index) = self.locate(key);
+        let mut table = self.shards[index].table.lock();
+        let (id, call, leader) = match table.joinable(hash, key) {
+            Some(entry) => {
+                if entry.owner == sync::thread_token() {
+                    drop(table);
+                    reentrant_call(self.name);
+                }
+                let call = entry
+                    .call
+                    .get_or_insert_with(|| Arc::new(Call::new(1)))
+                    .clone();
+                call.join();
+                (entry.id, call, false)
+            }
+            None => {
+                let call = Arc::new(Call::new(0));
+                call.join();
+                let token = CancelToken::new();
+                let id = table.insert(
+                    hash,
+                    key.to_owned(),
+                    0,
+                    Some(call.clone()),
+                    Some(token.clone()),
+                );
+                drop(table);
+                self.launch(index, hash, id, call.clone(), token, f);
+                (id, call, true)
+            }
+        };
+        self.await_call(index, hash, id, &call, deadline)
+            .map(|(value, shared)| Flight {
+                value,
+                shared,
+                leader,
+            })
+    }
+
+    /// Starts (or joins) the flight for `key` and returns a receiver that
+    /// yields exactly one message: the flight's outcome for this caller.
+    ///
+    /// `f` runs on the group's spawner. The receiver works in
+    /// [`crossbeam_channel::select!`] beside `after()` and other channels. It
+    /// counts as a waiter until its message is sent, so giving up on it does
+    /// not cancel the flight; dropping it drops its copy of the value when
+    /// the flight ends, and nothing leaks.
+    ///
+    /// # Errors
+    ///
+    /// The message is [`Error::Panicked`] if `f` panicked,
+    /// [`Error::Cancelled`] after [`cancel`](Self::cancel), [`Error::Spawn`]
+    /// if the spawner failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use crossbeam_channel::{after, select};
+    /// use singleflight_sync::Group;
+    /// use std::time::Duration;
+    ///
+    /// let group: Group<String, u32> = Group::new();
+    /// let rx = group.do_chan("answer", |_| 42);
+    /// select! {
+    ///     recv(rx) -> msg => assert_eq!(msg.unwrap().unwrap().value, 42),
+    ///     recv(after(Duration::from_secs(10))) -> _ => panic!("too slow"),
+    /// }
+    /// ```
+    pub fn do_chan<Q, F>(&self, key: &Q, f: F) -> Receiver<Reply<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (hash, index) = self.locate(key);
+        let mut table = self.shards[index].table.lock();
+        if let Some(entry) = table.joinable(hash, key) {
+            let call = entry.call.get_or_insert_with(|| Arc::new(Call::new(1)));
+            call.join_reply(tx, false);
+            return rx;
+        }
+        let call = Arc::new(Call::new(0));
+        call.join_reply(tx, true);
+        let token = CancelToken::new();
+        let id = table.insert(
+            hash,
+            key.to_owned(),
+            0,
+            Some(call.clone()),
+            Some(token.clone()),
+        );
+        drop(table);
+        self.launch(index, hash, id, call, token, f);
+        rx
+    }
+
+    /// Hands a new detached flight to the spawner, making sure that however
+    /// the spawner fails (an error, a panic, a job dropped unrun) the flight
+    /// ends with [`Error::Spawn`] and leaves the map.
+    fn launch<F>(
+        &self,
+        index: usize,
+        hash: u64,
+        id: u64,
+        call: Arc<Call<V>>,
+        token: CancelToken,
+        f: F,
+    ) where
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
+        let runner = Runner {
+            shards: self.shards.clone(),
+            index,
+            hash,
+            id,
+            call,
+            token,
+            name: self.name,
+            f,
+        };
+        let slot = Shared::new(Mutex::new(Slot {
+            runner: Some(runner),
+            spawn_returned: false,
+            job_dropped: false,
+        }));
+        let job = JobGuard(slot.clone());
+        let spawned = self.spawner.spawn(self.name, Box::new(move || job.run()));
+        let mut slot = slot.lock();
+        slot.spawn_returned = true;
+        let unrun = match spawned {
+            Err(cause) => slot.runner.take().map(|r| (r, cause)),
+            Ok(()) if slot.job_dropped => slot.runner.take().map(|r| (r, dropped_unrun())),
+            Ok(()) => None,
+        };
+        drop(slot);
+        if let Some((runner, cause)) = unrun {
+            runner.abandon(cause);
+        }
+    }
+
+    /// Cancels the flight for `key`: its [`CancelToken`] is cancelled, the key
+    /// is released, and every caller still waiting gets
+    /// [`Error::Cancelled`] at once. Returns whether there was a flight.
+    ///
+    /// An inline flight (one led by [`work`](Self::work)) has no token and a
+    /// leader that waits for its own `f`: for it, `cancel` is
+    /// [`forget`](Self::forget), and its waiters still get its value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Error, Group};
+    ///
+    /// let group: Group<String, u32> = Group::new();
+    /// let rx = group.do_chan("k", |token| {
+    ///     token.wait(); // runs until cancelled
+    ///     0
+    /// });
+    /// assert!(group.cancel("k"));
+    /// assert!(matches!(rx.recv().unwrap(), Err(Error::Cancelled)));
+    /// assert!(!group.cancel("k"));
+    /// ```
+    pub fn cancel<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, index) = self.locate(key);
+        let mut table = self.shards[index].table.lock();
+        let Some(entry) = table.joinable(hash, key) else {
+            return false;
+        };
+        entry.released = true;
+        let detached = entry.token.clone().zip(entry.call.clone());
+        drop(table);
+        if let Some((token, call)) = detached {
+            token.cancel();
+            call.publish_error(Error::Cancelled);
+        }
+        true
+    }
+}
+
+fn dropped_unrun() -> io::Error {
+    io::Error::other("the spawner dropped the flight without running it")
+}
+
+/// Everything a detached flight needs to run and end, on any thread.
+struct Runner<K, V, F> {
+    shards: Shared<[Shard<K, V>]>,
+    index: usize,
+    hash: u64,
+    id: u64,
+    call: Arc<Call<V>>,
+    token: CancelToken,
+    name: Option<&'static str>,
+    f: F,
+}
+
+impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
+    fn run(self) {
+        let shard = &self.shards[self.index];
+        if let Some(entry) = shard.table.lock().by_id(self.hash, self.id) {
+            entry.owner = sync::thread_token();
+        }
+        let Runner { f, token, .. } = self;
+        let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token)));
+        // Out of the map first, so no caller joins once the outcome is set.
+        let _ = finish(shard.table.lock(), self.hash, self.id);
+        match result {
+            Ok(value) => self.call.publish_owned(value),
+            Err(payload) => {
+                let cause = LeaderPanicked::from_payload(&*payload, self.name);
+                self.call.publish_error(Error::Panicked(cause));
+            }
+        }
+    }
+}
+
+/// Who owns a flight that has not started: the job until it runs, the caller
+/// that spawned it if the spawner fails. `spawn_returned` and `job_dropped`
+/// settle which of them abandons an unrun flight, so the real cause of a
+/// failed spawn reaches the waiters.
+struct Slot<R> {
+    runner: Option<R>,
+    spawn_returned: bool,
+    job_dropped: bool,
+}
+
+struct JobGuard<K, V, F>(Shared<Mutex<Slot<Runner<K, V, F>>>>);
+
+impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> JobGuard<K, V, F> {
+    fn run(self) {
+        let runner = self.0.lock().runner.take();
+        if let Some(runner) = runner {
+            runner.run();
+        }
+    }
+}
+
+impl<K, V, F> Drop for JobGuard<K, V, F> {
+    fn drop(&mut self) {
+        let mut slot = self.0.lock();
+        slot.job_dropped = true;
+        if slot.spawn_returned {
+            if let Some(runner) = slot.runner.take() {
+                drop(slot);
+                runner.abandon(dropped_unrun());
+            }
+        }
+    }
+}
+
+impl<K, V, F> Runner<K, V, F> {
+    /// Ends a flight that will never run: out of the map, token cancelled,
+    /// every waiter told why.
+    fn abandon(self, cause: io::Error) {
+        let _ = finish(self.shards[self.index].table.lock(), self.hash, self.id);
+        self.token.cancel();
+        self.call.publish_error(Error::Spawn(Shared::new(cause)));
+    }
+}
