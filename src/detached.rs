@@ -205,7 +205,9 @@ where
                     .get_or_insert_with(|| Arc::new(Call::new(1)))
                     .clone();
                 call.join();
-                (entry.id, call, false)
+                let id = entry.id;
+                drop(table);
+                (id, call, false)
             }
             None => {
                 let call = Arc::new(Call::new(0));
@@ -369,8 +371,10 @@ where
         let detached = entry.token.clone().zip(entry.call.clone());
         drop(table);
         if let Some((token, call)) = detached {
-            token.cancel();
+            // Outcome first: once `f` sees the token it may end at once, and
+            // its value must not overtake the cancellation.
             call.publish_error(Error::Cancelled);
+            token.cancel();
         }
         true
     }
