@@ -128,3 +128,37 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// A [`TtlCacheBuilder`](crate::TtlCacheBuilder) setting that makes no sense;
+/// returned by [`TtlCacheBuilder::build`](crate::TtlCacheBuilder::build).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    setting: &'static str,
+    problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            setting,
+            problem: problem.into(),
+        }
+    }
+
+    /// The builder method whose value was refused, e.g. `"max_entries"`.
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid TtlCache setting `{}`: {}",
+            self.setting, self.problem
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}

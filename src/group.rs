@@ -251,6 +251,13 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         self.release_if(key, |entry| entry.call.is_none())
     }
 
+    /// Releases every joinable flight (for `TtlCache::clear`).
+    pub(crate) fn release_all(&self) {
+        for shard in self.shards.iter() {
+            shard.table.lock().release_all();
+        }
+    }
+
     fn release_if<Q>(&self, key: &Q, allowed: impl FnOnce(&Entry<K, V>) -> bool) -> bool
     where
         K: Borrow<Q>,
@@ -312,6 +319,12 @@ impl<K, V> Table<K, V> {
     {
         self.entries
             .find_mut(hash, |e| !e.released && e.key.borrow() == key)
+    }
+
+    fn release_all(&mut self) {
+        for entry in self.entries.iter_mut() {
+            entry.released = true;
+        }
     }
 
     /// The flight `id`, joinable or not.

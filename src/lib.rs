@@ -41,12 +41,18 @@
 
 mod call;
 mod cancel;
+mod clock;
 mod detached;
 mod error;
 mod group;
+mod sketch;
+mod store;
 mod sync;
+mod ttl;
 
 pub use crate::cancel::CancelToken;
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::detached::Job;
-pub use crate::error::{Error, LeaderPanicked};
+pub use crate::error::{ConfigError, Error, LeaderPanicked};
 pub use crate::group::{Flight, Group, GroupBuilder};
+pub use crate::ttl::{TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES};

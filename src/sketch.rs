@@ -1,0 +1,103 @@
+//! A frequency sketch: how often each key was asked for, recently, in a few
+//! bits per key. `TtlCache` admits a new entry into a full shard only when it
+//! is asked for more often than the entry it would evict (the TinyLFU idea),
+//! which keeps the hot keys of a skewed workload.
+
+/// Four 4-bit-range counters per key (kept in bytes), all four in one 64-byte
+/// block so a key's update touches one cache line. Counts are halved every
+/// `sample` additions, so old popularity fades.
+pub(crate) struct Sketch {
+    blocks: Box<[[u8; 64]]>,
+    mask: u64,
+    additions: usize,
+    sample: usize,
+}
+
+const MAX: u8 = 15;
+
+impl Sketch {
+    /// A sketch for a shard that holds about `capacity` entries.
+    pub(crate) fn new(capacity: usize) -> Self {
+        // 16 counters per row per block: about one counter per entry per row.
+        let blocks = capacity.div_ceil(16).max(1).next_power_of_two();
+        Sketch {
+            blocks: vec![[0; 64]; blocks].into_boxed_slice(),
+            mask: blocks as u64 - 1,
+            additions: 0,
+            sample: capacity.max(16).saturating_mul(10),
+        }
+    }
+
+    /// The block and the four counters (one per row) for `hash`. The block
+    /// comes from the low bits, the counters from four other nibbles of a
+    /// remixed hash, so rows are independent enough for a count-min.
+    #[inline]
+    fn cells(&self, hash: u64) -> (usize, [usize; 4]) {
+        let mixed = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        let block = (hash & self.mask) as usize;
+        let cell = |row: usize| row * 16 + ((mixed >> (row * 4)) & 15) as usize;
+        (block, [cell(0), cell(1), cell(2), cell(3)])
+    }
+
+    /// Counts one request for `hash`. Only the smallest counters grow
+    /// (conservative update), which keeps estimates tighter.
+    #[inline]
+    pub(crate) fn increment(&mut self, hash: u64) {
+        let (block, cells) = self.cells(hash);
+        let counters = &mut self.blocks[block];
+        let min = cells.iter().map(|&c| counters[c]).min().unwrap_or(MAX);
+        if min == MAX {
+            return;
+        }
+        for &c in &cells {
+            if counters[c] == min {
+                counters[c] += 1;
+            }
+        }
+        self.additions += 1;
+        if self.additions >= self.sample {
+            self.age();
+        }
+    }
+
+    /// The estimated recent request count for `hash` (at most 15).
+    pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        let (block, cells) = self.cells(hash);
+        let counters = &self.blocks[block];
+        cells.iter().map(|&c| counters[c]).min().unwrap_or(0)
+    }
+
+    fn age(&mut self) {
+        for block in self.blocks.iter_mut() {
+            for c in block.iter_mut() {
+                *c >>= 1;
+            }
+        }
+        self.additions /= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sketch;
+
+    #[test]
+    fn frequent_keys_estimate_higher_and_estimates_age() {
+        let mut sketch = Sketch::new(1024);
+        let hash = |k: u64| k.wrapping_mul(0xA076_1D64_78BD_642F) ^ (k << 7);
+        for _ in 0..10 {
+            sketch.increment(hash(1));
+        }
+        sketch.increment(hash(2));
+        assert_eq!(sketch.frequency(hash(1)), 10);
+        assert!(sketch.frequency(hash(2)) >= 1);
+        assert!(sketch.frequency(hash(2)) < 10);
+        assert_eq!(sketch.frequency(hash(3)), 0);
+        for _ in 0..20 {
+            sketch.increment(hash(1));
+        }
+        assert_eq!(sketch.frequency(hash(1)), 15, "saturates");
+        sketch.age();
+        assert_eq!(sketch.frequency(hash(1)), 7, "halved");
+    }
+}

@@ -1,0 +1,893 @@
+//! `TtlCache`: results kept for a time, loaded through a `Group`.
+
+use std::borrow::Borrow;
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::io;
+use std::time::Duration;
+
+use crate::clock::{nanos, Clock, SystemClock};
+use crate::detached::Job;
+use crate::error::ConfigError;
+use crate::group::{Group, GroupBuilder};
+use crate::store::{AnyError, Cached, Slot, Store};
+use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, Shared};
+
+/// What a load flight hands its callers: the value, or the loader's error.
+type Loaded<V> = Result<V, AnyError>;
+
+/// A cache whose misses load through a [`Group`]: concurrent misses for a key
+/// run the loader once, and its value is cached for a time.
+///
+/// - A fresh hit returns a clone; a miss loads, and the value is stored
+///   **before** the load's flight is released, so a caller never finds a key
+///   neither cached nor loading; the loading caller checks the cache once
+///   more before it runs the loader.
+/// - Each entry lives for the default TTL, or a per-call one, optionally
+///   shortened by a random jitter so that entries loaded together do not all
+///   expire together.
+/// - Errors from [`try_get_or_load`](Self::try_get_or_load) reach every
+///   caller of that load and are cached only if an error TTL is set.
+/// - Bounded by `max_entries`; a full cache admits a new key only if it is
+///   asked for more often than the entry it would evict (a frequency sketch,
+///   as in TinyLFU), so a skewed workload keeps its hot keys. Expired entries
+///   go lazily when looked up, and a few at every write. No background thread.
+/// - With `refresh_after`, an entry older than that is refreshed once while
+///   every other caller keeps getting the current value at once
+///   (stale-while-revalidate), and optionally a little before, at random
+///   (`early_refresh`, the XFetch rule).
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::TtlCache;
+/// use std::time::Duration;
+///
+/// let cache: TtlCache<String, String> = TtlCache::new(Duration::from_secs(30));
+/// let name = cache.get_or_load("user:42", || "Ada".to_string());
+/// assert_eq!(name, "Ada");
+/// // Cached: the loader does not run again.
+/// assert_eq!(cache.get_or_load("user:42", || unreachable!()), "Ada");
+/// ```
+pub struct TtlCache<K, V, S = RandomState> {
+    inner: Shared<Inner<K, V>>,
+    group: Group<K, Loaded<V>, S>,
+}
+
+struct Inner<K, V> {
+    shards: Box<[CacheShard<K, V>]>,
+    shift: u32,
+    clock: ClockSource,
+    ttl: u64,
+    error_ttl: Option<u64>,
+    refresh_after: Option<u64>,
+    jitter: f64,
+    beta: Option<f64>,
+    /// Detached refreshes not yet finished; the cache's drop waits for them.
+    jobs: Mutex<usize>,
+    jobs_done: Condvar,
+    closed: AtomicUsize,
+}
+
+#[repr(align(128))]
+struct CacheShard<K, V> {
+    store: Mutex<Store<K, V>>,
+}
+
+/// The system clock is called directly, any other through the trait.
+enum ClockSource {
+    System(SystemClock),
+    Custom(Box<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    fn now(&self) -> u64 {
+        nanos(match self {
+            ClockSource::System(c) => c.now(),
+            ClockSource::Custom(c) => c.now(),
+        })
+    }
+}
+
+/// What a lookup found.
+enum Lookup<V> {
+    Fresh(Cached<V>),
+    /// Due for a refresh, which this caller was chosen to start.
+    Stale(Cached<V>, u64),
+    Miss,
+}
+
+impl<K, V> TtlCache<K, V> {
+    /// A cache with a default TTL of `ttl` and the defaults of
+    /// [`builder`](Self::builder) otherwise.
+    ///
+    /// # Panics
+    ///
+    /// If `ttl` is zero.
+    pub fn new(ttl: Duration) -> Self {
+        Self::builder()
+            .ttl(ttl)
+            .build()
+            .unwrap_or_else(|e| panic!("TtlCache::new: {e}"))
+    }
+
+    /// Starts a [`TtlCacheBuilder`].
+    pub fn builder() -> TtlCacheBuilder<K, V> {
+        TtlCacheBuilder {
+            ttl: None,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            jitter: 0.0,
+            error_ttl: None,
+            refresh_after: None,
+            beta: None,
+            clock: None,
+            group: Group::builder(),
+        }
+    }
+}
+
+/// The default bound: a cache is never unbounded unless asked to be large.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+impl<K, V, S> TtlCache<K, V, S>
+where
+    K: Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    #[inline]
+    fn shard(&self, hash: u64) -> &Mutex<Store<K, V>> {
+        let index = hash.checked_shr(self.inner.shift).unwrap_or(0) as usize;
+        &self.inner.shards[index].store
+    }
+
+    /// Looks `key` up; `refresh` says whether this caller may be chosen to
+    /// refresh a stale entry.
+    #[inline]
+    fn lookup<Q>(&self, hash: u64, key: &Q, refresh: bool) -> Lookup<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let now = self.inner.clock.now();
+        let mut store = self.shard(hash).lock();
+        let pos = store.find(hash, key);
+        store.touch(hash, pos);
+        let Some(pos) = pos else {
+            return Lookup::Miss;
+        };
+        let slot = store.slot(pos);
+        if now >= slot.expires {
+            let gone = store.remove(pos);
+            drop(store);
+            drop(gone);
+            return Lookup::Miss;
+        }
+        if refresh && !slot.refreshing && self.inner.refresh_due(slot, now) {
+            slot.refreshing = true;
+            return Lookup::Stale(slot.value.clone(), slot.stamp);
+        }
+        Lookup::Fresh(slot.value.clone())
+    }
+
+    /// The value cached for `key`, if fresh. Never loads or refreshes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = singleflight_sync::TtlCache::<String, u8>::new(std::time::Duration::from_secs(1));
+    /// assert_eq!(cache.get("k"), None);
+    /// cache.insert("k".into(), 1);
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        match self.lookup(hash, key, false) {
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(Cached::Value(v), _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` for `key` with the default TTL (and jitter).
+    pub fn insert(&self, key: K, value: V)
+    where
+        K: Hash,
+    {
+        self.insert_with_ttl(key, value, Duration::from_nanos(self.inner.ttl));
+    }
+
+    /// Stores `value` for `key`, to expire after `ttl` (and jitter).
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration)
+    where
+        K: Hash,
+    {
+        let (hash, _) = self.group.locate(&key);
+        let generation = self.shard(hash).lock().generation;
+        self.inner.store(
+            self.shard(hash),
+            key,
+            hash,
+            Cached::Value(value),
+            nanos(ttl),
+            0,
+            generation,
+        );
+    }
+
+    /// Removes `key`'s entry, and makes a load running for it now leave its
+    /// value out of the cache (its callers still get it) and stop taking new
+    /// callers. Returns whether an entry was removed.
+    ///
+    /// A load of another key in the same shard that is running now also
+    /// leaves its value out: a rare, harmless miss later, never a stale hit.
+    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        let mut store = self.shard(hash).lock();
+        store.generation += 1;
+        let gone = store.find(hash, key).map(|pos| store.remove(pos));
+        drop(store);
+        self.group.forget(key);
+        gone.is_some()
+    }
+
+    /// Removes every entry; loads running now leave their values out.
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            let gone = shard.store.lock().clear();
+            drop(gone);
+        }
+        self.group.release_all();
+    }
+
+    /// The number of entries held, expired ones not yet reclaimed included.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.store.lock().len()).sum()
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K, V, S> TtlCache<K, V, S>
+where
+    K: Eq + Hash,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// The cached value for `key`, or `f`'s, loaded once for all concurrent
+    /// callers and cached for the default TTL.
+    ///
+    /// Past `refresh_after`, the first caller to see the entry refreshes it
+    /// here, with its own `f` (which may borrow, so it cannot move to another
+    /// thread), and gets the new value; every other caller gets the current
+    /// value at once.
+    ///
+    /// # Panics
+    ///
+    /// If `f` panics: the panic unwinds in the caller that ran it, the
+    /// callers waiting for that load panic with a
+    /// [`LeaderPanicked`](crate::LeaderPanicked) payload, and nothing is
+    /// cached. The next call loads again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let db = vec![("ada", 36), ("alan", 41)];
+    /// let cache: TtlCache<String, Option<u32>> = TtlCache::new(Duration::from_secs(60));
+    /// let age = cache.get_or_load("alan", || db.iter().find(|r| r.0 == "alan").map(|r| r.1));
+    /// assert_eq!(age, Some(41));
+    /// ```
+    #[track_caller]
+    pub fn get_or_load<Q>(&self, key: &Q, f: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.load_inline(key, self.inner.ttl, f)
+    }
+
+    /// [`get_or_load`](Self::get_or_load), caching a loaded value for `ttl`
+    /// instead of the default.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load).
+    #[track_caller]
+    pub fn get_or_load_with_ttl<Q>(&self, key: &Q, ttl: Duration, f: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.load_inline(key, nanos(ttl), f)
+    }
+
+    #[track_caller]
+    fn load_inline<Q>(&self, key: &Q, ttl: u64, f: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        let force = match self.lookup(hash, key, true) {
+            Lookup::Fresh(Cached::Value(v)) => return v,
+            Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
+        };
+        let refreshing = force.is_some();
+        match self.load(key, hash, ttl, refreshing, || Ok(f())) {
+            Ok(v) => v,
+            Err(_) => unreachable!("an infallible loader's flight carries no error"),
+        }
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load) for a loader that can fail.
+    ///
+    /// # Errors
+    ///
+    /// `f`'s error, shared by every caller of that load. It is not cached
+    /// unless the cache has an `error_ttl`, in which case it is served for
+    /// that long. A failed refresh keeps (and returns) the current value.
+    /// A caller that joins a load whose loader has another error type runs
+    /// its own `f` instead.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// let r: Result<u32, String> = cache.try_get_or_load("k", || Err("timeout".into()));
+    /// assert_eq!(r, Err("timeout".to_string()));
+    /// // Not cached: the next call loads again.
+    /// assert_eq!(cache.try_get_or_load::<_, String>("k", || Ok(5)), Ok(5));
+    /// ```
+    #[track_caller]
+    pub fn try_get_or_load<Q, E>(&self, key: &Q, f: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Clone + Send + Sync + 'static,
+    {
+        let (hash, _) = self.group.locate(key);
+        let (refresh, current) = match self.lookup(hash, key, true) {
+            Lookup::Fresh(Cached::Value(v)) => return Ok(v),
+            Lookup::Fresh(Cached::Error(e)) => match e.downcast_ref::<E>() {
+                Some(e) => return Err(e.clone()),
+                None => (None, None),
+            },
+            Lookup::Stale(Cached::Value(v), stamp) => {
+                (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v))
+            }
+            Lookup::Stale(..) | Lookup::Miss => (None, None),
+        };
+        let mut f = Some(f);
+        let loaded = self.load(key, hash, self.inner.ttl, refresh.is_some(), || {
+            (f.take().expect("a flight runs its loader once"))()
+                .map_err(|e| Shared::new(e) as AnyError)
+        });
+        drop(refresh);
+        match loaded {
+            Ok(v) => Ok(v),
+            Err(_) if current.is_some() => Ok(current.expect("checked just above")),
+            Err(e) => match e.downcast_ref::<E>() {
+                Some(e) => Err(e.clone()),
+                None => match f.take() {
+                    Some(f) => f(),
+                    None => unreachable!("this caller's loader ran, so the error is of its type"),
+                },
+            },
+        }
+    }
+
+    /// Loads through the group. The flight's leader looks in the cache once
+    /// more (a load that just ended has stored its value), unless this is a
+    /// refresh, then runs `f` and stores the result before the flight ends.
+    fn load<Q>(
+        &self,
+        key: &Q,
+        hash: u64,
+        ttl: u64,
+        refresh: bool,
+        f: impl FnOnce() -> Loaded<V>,
+    ) -> Loaded<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.group.work(key, || {
+            if !refresh {
+                if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, false) {
+                    return Ok(v);
+                }
+            }
+            let shard = self.shard(hash);
+            let generation = shard.lock().generation;
+            let start = self.inner.clock.now();
+            let loaded = f();
+            let delta = self.inner.clock.now().saturating_sub(start);
+            let (cached, ttl) = match &loaded {
+                Ok(v) => (Cached::Value(v.clone()), ttl),
+                Err(e) => match self.inner.error_ttl {
+                    Some(error_ttl) => (Cached::Error(e.clone()), error_ttl),
+                    None => return loaded,
+                },
+            };
+            self.inner
+                .store(shard, key.to_owned(), hash, cached, ttl, delta, generation);
+            loaded
+        })
+    }
+}
+
+impl<K, V, S> TtlCache<K, V, S>
+where
+    K: Eq + Hash + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    S: BuildHasher,
+{
+    /// Like [`get_or_load`](Self::get_or_load), but a refresh runs on the
+    /// cache's spawner, so no caller waits for it: the caller that finds the
+    /// entry stale starts it and, like everyone else, gets the current value.
+    /// A miss still loads on the caller's thread, as nobody has a value to
+    /// return meanwhile.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load) for a miss. A refresh that
+    /// panics keeps the current value (the panic stays on the spawner's
+    /// thread).
+    pub fn get_or_load_detached<Q, F>(&self, key: &Q, f: F) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> V + Send + 'static,
+    {
+        let (hash, _) = self.group.locate(key);
+        match self.lookup(hash, key, true) {
+            Lookup::Fresh(Cached::Value(v)) => v,
+            Lookup::Stale(Cached::Value(v), stamp) => {
+                self.refresh_detached(key, hash, stamp, f);
+                v
+            }
+            _ => match self.load(key, hash, self.inner.ttl, false, || Ok(f())) {
+                Ok(v) => v,
+                Err(_) => unreachable!("an infallible loader's flight carries no error"),
+            },
+        }
+    }
+
+    fn refresh_detached<Q, F>(&self, key: &Q, hash: u64, stamp: u64, f: F)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce() -> V + Send + 'static,
+    {
+        let flag = RefreshFlag::new(&self.inner, hash, stamp);
+        let ticket = Ticket::new(&self.inner);
+        let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
+        // The receiver is dropped at once: nobody waits, the flight goes on,
+        // and its value is dropped after it is stored.
+        drop(self.group.do_chan(key, move |_| {
+            let _ticket = ticket;
+            let _flag = flag;
+            if inner.closed.load(Ordering::SeqCst) != 0 {
+                return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
+            }
+            let shard = inner.shard_of(hash);
+            let generation = shard.lock().generation;
+            let start = inner.clock.now();
+            let v = f();
+            let delta = inner.clock.now().saturating_sub(start);
+            inner.store(
+                shard,
+                owned,
+                hash,
+                Cached::Value(v.clone()),
+                ttl,
+                delta,
+                generation,
+            );
+            Ok(v)
+        }));
+    }
+}
+
+impl<K, V> Inner<K, V> {
+    fn shard_of(&self, hash: u64) -> &Mutex<Store<K, V>> {
+        let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
+        &self.shards[index].store
+    }
+
+    /// Whether a caller at `now` should refresh `slot`: past
+    /// `refresh_after`, or chosen early by XFetch, which refreshes when
+    /// `now - delta * beta * ln(rand) >= expiry` (`delta`: the last load's
+    /// duration), more likely the closer expiry is and the slower the load.
+    #[inline]
+    fn refresh_due(&self, slot: &Slot<K, V>, now: u64) -> bool {
+        if now >= slot.refresh {
+            return true;
+        }
+        match self.beta {
+            Some(beta) if slot.delta > 0 => {
+                let gap = -(slot.delta as f64) * beta * random_unit().ln();
+                now as f64 + gap >= slot.expires as f64
+            }
+            _ => false,
+        }
+    }
+
+    /// Stores a loaded entry unless the shard was invalidated since the load
+    /// began (`generation`). What it replaces or evicts is dropped after the
+    /// lock is released.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        shard: &Mutex<Store<K, V>>,
+        key: K,
+        hash: u64,
+        value: Cached<V>,
+        ttl: u64,
+        delta: u64,
+        generation: u64,
+    ) where
+        K: Eq,
+    {
+        let now = self.clock.now();
+        let (ttl, refresh) = match value {
+            Cached::Value(_) => (self.jittered(ttl), self.refresh_after),
+            Cached::Error(_) => (ttl, None),
+        };
+        let mut slot = Slot::new(key, hash, value, now.saturating_add(ttl));
+        slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
+        slot.delta = delta;
+        let mut store = shard.lock();
+        if store.generation != generation {
+            drop(store);
+            drop(slot);
+            return;
+        }
+        let (_, dropped) = store.insert(slot, now);
+        drop(store);
+        drop(dropped);
+    }
+
+    /// `ttl` shortened by up to `jitter` of itself, at random.
+    fn jittered(&self, ttl: u64) -> u64 {
+        if self.jitter == 0.0 {
+            return ttl;
+        }
+        (ttl as f64 * (1.0 - self.jitter * random_unit())) as u64
+    }
+}
+
+/// A uniform random number in (0, 1], from a per-thread xorshift: cheap, and
+/// good enough to spread expiries and pick early refreshers.
+fn random_unit() -> f64 {
+    std::thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            (sync::thread_token() as u64 ^ nanos(SystemClock.now())).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        ((x >> 11) + 1) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// Clears a slot's `refreshing` flag when a refresh ends without replacing
+/// the slot (it failed, panicked, was invalidated, or joined another load),
+/// so a later caller can try again.
+struct RefreshFlag<K, V> {
+    inner: Shared<Inner<K, V>>,
+    hash: u64,
+    stamp: u64,
+}
+
+impl<K, V> RefreshFlag<K, V> {
+    fn new(inner: &Shared<Inner<K, V>>, hash: u64, stamp: u64) -> Self {
+        RefreshFlag {
+            inner: inner.clone(),
+            hash,
+            stamp,
+        }
+    }
+}
+
+impl<K, V> Drop for RefreshFlag<K, V> {
+    fn drop(&mut self) {
+        // The stamp names one slot's contents, so no key comparison is
+        // needed (nor `Eq`, which `Drop` could not ask for).
+        let mut store = self.inner.shard_of(self.hash).lock();
+        store.clear_refreshing(self.hash, self.stamp);
+    }
+}
+
+/// Counts a detached refresh from its start until its closure is dropped
+/// (run or not), so the cache's drop can wait for it.
+struct Ticket<K, V>(Shared<Inner<K, V>>);
+
+impl<K, V> Ticket<K, V> {
+    fn new(inner: &Shared<Inner<K, V>>) -> Self {
+        *inner.jobs.lock() += 1;
+        Ticket(inner.clone())
+    }
+}
+
+impl<K, V> Drop for Ticket<K, V> {
+    fn drop(&mut self) {
+        let mut jobs = self.0.jobs.lock();
+        *jobs -= 1;
+        self.0.jobs_done.notify_all();
+    }
+}
+
+impl<K, V, S> Drop for TtlCache<K, V, S> {
+    /// Waits for the detached refreshes this cache started: one that has not
+    /// begun its loader skips it; one that has is waited for, since its
+    /// closure takes no cancel token. No thread it started outlives it.
+    fn drop(&mut self) {
+        self.inner.closed.store(1, Ordering::SeqCst);
+        let mut jobs = self.inner.jobs.lock();
+        while *jobs > 0 {
+            jobs = self.inner.jobs_done.wait(jobs);
+        }
+    }
+}
+
+impl<K, V, S> fmt::Debug for TtlCache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TtlCache")
+            .field("name", &self.group.name())
+            .field(
+                "entries",
+                &self
+                    .inner
+                    .shards
+                    .iter()
+                    .map(|s| s.store.lock().len())
+                    .sum::<usize>(),
+            )
+            .field("ttl", &Duration::from_nanos(self.inner.ttl))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`TtlCache`]; made by [`TtlCache::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::TtlCache;
+/// use std::time::Duration;
+///
+/// let cache: TtlCache<String, Vec<u8>> = TtlCache::builder()
+///     .name("avatars")
+///     .ttl(Duration::from_secs(300))
+///     .max_entries(10_000)
+///     .jitter(0.1)
+///     .refresh_after(Duration::from_secs(240))
+///     .error_ttl(Duration::from_secs(5))
+///     .build()
+///     .unwrap();
+/// assert!(cache.is_empty());
+///
+/// let err = TtlCache::<String, u8>::builder()
+///     .ttl(Duration::from_secs(1))
+///     .refresh_after(Duration::from_secs(2))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.setting(), "refresh_after");
+/// ```
+pub struct TtlCacheBuilder<K, V, S = RandomState> {
+    ttl: Option<Duration>,
+    max_entries: usize,
+    jitter: f64,
+    error_ttl: Option<Duration>,
+    refresh_after: Option<Duration>,
+    beta: Option<f64>,
+    clock: Option<Box<dyn Clock>>,
+    group: GroupBuilder<K, Loaded<V>, S>,
+}
+
+impl<K, V, S> TtlCacheBuilder<K, V, S> {
+    /// The default time an entry lives (required; not zero).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The most entries the cache holds (default
+    /// [`DEFAULT_MAX_ENTRIES`]; at least 1).
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// Shortens each value's TTL by a random fraction of up to `jitter` (in
+    /// `0.0..1.0`; default 0), so entries loaded together expire apart.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Caches errors of [`TtlCache::try_get_or_load`] for `ttl` (negative
+    /// caching; off by default).
+    pub fn error_ttl(mut self, ttl: Duration) -> Self {
+        self.error_ttl = Some(ttl);
+        self
+    }
+
+    /// Refreshes an entry this long after it was loaded, while serving the
+    /// current value (stale-while-revalidate). Must be below the TTL.
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.refresh_after = Some(after);
+        self
+    }
+
+    /// Refreshes early, at random, by the XFetch rule with this `beta` (1.0
+    /// is the usual choice; larger refreshes earlier; off by default).
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.beta = Some(beta);
+        self
+    }
+
+    /// The clock that decides expiry (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Box::new(clock));
+        self
+    }
+
+    /// Where [`TtlCache::get_or_load_detached`] runs refreshes; see
+    /// [`GroupBuilder::spawner`].
+    pub fn spawner<F>(mut self, spawner: F) -> Self
+    where
+        F: Fn(Job) -> io::Result<()> + Send + Sync + 'static,
+    {
+        self.group = self.group.spawner(spawner);
+        self
+    }
+
+    /// A label for panic messages and metrics.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.group = self.group.name(name);
+        self
+    }
+
+    /// The hasher for keys (default [`RandomState`]).
+    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> TtlCacheBuilder<K, V, S2> {
+        TtlCacheBuilder {
+            ttl: self.ttl,
+            max_entries: self.max_entries,
+            jitter: self.jitter,
+            error_ttl: self.error_ttl,
+            refresh_after: self.refresh_after,
+            beta: self.beta,
+            clock: self.clock,
+            group: self.group.hasher(hasher),
+        }
+    }
+
+    /// Makes the cache.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the setting, if the TTL is missing or zero,
+    /// `max_entries` is 0, `jitter` is outside `0.0..1.0`, `error_ttl` is
+    /// zero, `refresh_after` is zero or not below the TTL, or the
+    /// `early_refresh` beta is negative or not a number.
+    pub fn build(self) -> Result<TtlCache<K, V, S>, ConfigError> {
+        let ttl = match self.ttl {
+            None => {
+                return Err(ConfigError::new(
+                    "ttl",
+                    "not set; every cache needs a default TTL",
+                ))
+            }
+            Some(ttl) if ttl.is_zero() => {
+                return Err(ConfigError::new("ttl", "must be above zero"))
+            }
+            Some(ttl) => ttl,
+        };
+        if self.max_entries == 0 {
+            return Err(ConfigError::new("max_entries", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(ConfigError::new(
+                "jitter",
+                format!("{} is outside 0.0..1.0", self.jitter),
+            ));
+        }
+        if self.error_ttl.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "error_ttl",
+                "must be above zero (leave it unset to cache no errors)",
+            ));
+        }
+        if let Some(after) = self.refresh_after {
+            if after.is_zero() || after >= ttl {
+                return Err(ConfigError::new(
+                    "refresh_after",
+                    format!("{after:?} must be above zero and below the TTL ({ttl:?})"),
+                ));
+            }
+        }
+        if let Some(beta) = self.beta {
+            if beta.is_nan() || beta < 0.0 {
+                return Err(ConfigError::new(
+                    "early_refresh",
+                    format!("beta {beta} must be a number >= 0"),
+                ));
+            }
+        }
+        // Never more shards than entries, so per-shard bounds add up to
+        // exactly `max_entries`.
+        let count = sync::default_shards().min(1 << self.max_entries.ilog2());
+        let per = self.max_entries / count;
+        let extra = self.max_entries % count;
+        let shards = (0..count)
+            .map(|i| CacheShard {
+                store: Mutex::new(Store::new(per + usize::from(i < extra))),
+            })
+            .collect();
+        let inner = Inner {
+            shards,
+            shift: 64 - count.trailing_zeros(),
+            clock: match self.clock {
+                Some(clock) => ClockSource::Custom(clock),
+                None => ClockSource::System(SystemClock),
+            },
+            ttl: nanos(ttl),
+            error_ttl: self.error_ttl.map(nanos),
+            refresh_after: self.refresh_after.map(nanos),
+            jitter: self.jitter,
+            beta: self.beta,
+            jobs: Mutex::new(0),
+            jobs_done: Condvar::new(),
+            closed: AtomicUsize::new(0),
+        };
+        Ok(TtlCache {
+            inner: Shared::new(inner),
+            group: self.group.build(),
+        })
+    }
+}
+
+impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TtlCacheBuilder")
+            .field("ttl", &self.ttl)
+            .field("max_entries", &self.max_entries)
+            .field("jitter", &self.jitter)
+            .field("error_ttl", &self.error_ttl)
+            .field("refresh_after", &self.refresh_after)
+            .field("early_refresh", &self.beta)
+            .field("clock", &self.clock)
+            .field("group", &self.group)
+            .finish()
+    }
+}
