@@ -250,6 +250,16 @@ where
         self.group.release_all();
     }
 
+    /// How many callers are waiting for the load of `key` that is running now
+    /// (0 when none is).
+    pub fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.group.waiters(key)
+    }
+
     /// The number of entries held, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
         self.inner.shards.iter().map(|s| s.store.lock().len()).sum()
