@@ -48,6 +48,15 @@ enum Outcome<V> {
 /// served more than one caller.
 pub(crate) type Share<V> = Result<(V, bool), Error>;
 
+/// Who an outcome reached when it was published, for the metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Delivered {
+    /// Waiters that take (or were sent) this outcome.
+    pub(crate) waiters: usize,
+    /// Whether more than one caller shared the flight.
+    pub(crate) shared: bool,
+}
+
 impl<V> Call<V> {
     /// A call for a flight that `joined` callers share from the start (its
     /// inline leader, or the caller that started a detached flight).
@@ -87,11 +96,12 @@ impl<V> Call<V> {
 
     /// Publishes a failure (a panic, a cancellation, a spawn error) to every
     /// waiter. A call that already has an outcome keeps it.
-    pub(crate) fn publish_error(&self, error: Error) {
+    pub(crate) fn publish_error(&self, error: Error) -> Option<Delivered> {
         let mut state = self.state.lock();
         if !matches!(state.outcome, Outcome::Pending) {
-            return;
+            return None;
         }
+        let delivered = state.delivered();
         for (reply, _) in std::mem::take(&mut state.replies) {
             state.waiting -= 1;
             let _ = reply.send(Err(error.clone()));
@@ -101,6 +111,7 @@ impl<V> Call<V> {
         // lock before each wait, so it either sees the outcome or is parked
         // already and gets this wakeup.
         self.done.notify_all();
+        Some(delivered)
     }
 }
 
@@ -109,12 +120,15 @@ impl<V: Clone> Call<V> {
     /// waiter to take it moves it, so `n` waiters cost `n - 1` clones. With
     /// nobody left, or an outcome already published (a cancelled flight), it
     /// is dropped here.
-    pub(crate) fn publish_owned(&self, value: V) {
+    pub(crate) fn publish_owned(&self, value: V) -> Option<Delivered> {
         let mut state = self.state.lock();
-        if matches!(state.outcome, Outcome::Pending) {
-            state.hand_out(value);
-            self.done.notify_all();
+        if !matches!(state.outcome, Outcome::Pending) {
+            return None;
         }
+        let delivered = state.delivered();
+        state.hand_out(value);
+        self.done.notify_all();
+        Some(delivered)
     }
 
     /// Publishes the value an inline leader keeps: one clone for the waiters
@@ -122,15 +136,17 @@ impl<V: Clone> Call<V> {
     ///
     /// If `V::clone` panics, the waiters get [`Error::Panicked`] with that
     /// panic's message, and the panic resumes in the leader.
-    pub(crate) fn publish_copy(&self, value: &V, group: Option<&'static str>) {
+    pub(crate) fn publish_copy(&self, value: &V, group: Option<&'static str>) -> Delivered {
         let mut state = self.state.lock();
+        let delivered = state.delivered();
         if state.waiting == 0 || !matches!(state.outcome, Outcome::Pending) {
-            return;
+            return delivered;
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone())) {
             Ok(copy) => {
                 state.hand_out(copy);
                 self.done.notify_all();
+                delivered
             }
             Err(payload) => {
                 drop(state);
@@ -160,14 +176,24 @@ impl<V: Clone> Call<V> {
 
     /// A waiter whose deadline passed gives up its place, unless the outcome
     /// arrived meanwhile (then it takes its share, keeping the count exact).
-    /// Returns the share, or `Err(remaining)`: how many waiters are left.
-    pub(crate) fn leave(&self) -> Result<Share<V>, usize> {
+    /// Returns the share, or `Err` with how many waiters are left and
+    /// whether the flight was shared.
+    pub(crate) fn leave(&self) -> Result<Share<V>, (usize, bool)> {
         let mut state = self.state.lock();
         if !matches!(state.outcome, Outcome::Pending) {
             return Ok(state.take());
         }
         state.waiting -= 1;
-        Err(state.waiting)
+        Err((state.waiting, state.joined > 1))
+    }
+}
+
+impl<V> State<V> {
+    fn delivered(&self) -> Delivered {
+        Delivered {
+            waiters: self.waiting,
+            shared: self.joined > 1,
+        }
     }
 }
 

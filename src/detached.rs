@@ -14,7 +14,8 @@ use crossbeam_channel::Receiver;
 use crate::call::{Call, Reply};
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
-use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Shard};
+use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard};
+use crate::metrics::Outcome;
 use crate::sync::{self, Arc, Mutex, Shared};
 
 /// The job a spawner runs: a detached flight, start to end.
@@ -194,6 +195,7 @@ where
     {
         let (hash, index) = self.locate(key);
         let mut table = self.shards[index].table.lock();
+        table.counts.calls += 1;
         let (id, call, leader) = match table.joinable(hash, key) {
             Some(entry) => {
                 if entry.owner == sync::thread_token() {
@@ -206,6 +208,7 @@ where
                     .clone();
                 call.join();
                 let id = entry.id;
+                table.counts.shared += 1;
                 drop(table);
                 (id, call, false)
             }
@@ -225,6 +228,7 @@ where
                 (id, call, true)
             }
         };
+        self.observer.joined(self.name);
         self.await_call(index, hash, id, &call, deadline)
             .map(|(value, shared)| Flight {
                 value,
@@ -271,9 +275,13 @@ where
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (hash, index) = self.locate(key);
         let mut table = self.shards[index].table.lock();
+        table.counts.calls += 1;
         if let Some(entry) = table.joinable(hash, key) {
             let call = entry.call.get_or_insert_with(|| Arc::new(Call::new(1)));
             call.join_reply(tx, false);
+            table.counts.shared += 1;
+            drop(table);
+            self.observer.joined(self.name);
             return rx;
         }
         let call = Arc::new(Call::new(0));
@@ -287,6 +295,7 @@ where
             Some(token.clone()),
         );
         drop(table);
+        self.observer.joined(self.name);
         self.launch(index, hash, id, call, token, f);
         rx
     }
@@ -313,6 +322,7 @@ where
             call,
             token,
             name: self.name,
+            observer: self.observer.clone(),
             f,
         };
         let slot = Shared::new(Mutex::new(Slot {
@@ -369,12 +379,17 @@ where
         };
         entry.released = true;
         let detached = entry.token.clone().zip(entry.call.clone());
+        table.counts.cancellations += u64::from(detached.is_some());
         drop(table);
         if let Some((token, call)) = detached {
             // Outcome first: once `f` sees the token it may end at once, and
             // its value must not overtake the cancellation.
-            call.publish_error(Error::Cancelled);
+            let delivered = call.publish_error(Error::Cancelled);
             token.cancel();
+            if let Some(d) = delivered {
+                self.observer
+                    .ended(self.name, None, d.waiters, d.shared, Outcome::Cancelled);
+            }
         }
         true
     }
@@ -393,6 +408,7 @@ struct Runner<K, V, F> {
     call: Arc<Call<V>>,
     token: CancelToken,
     name: Option<&'static str>,
+    observer: Observer<V>,
     f: F,
 }
 
@@ -403,15 +419,25 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
             entry.owner = sync::thread_token();
         }
         let Runner { f, token, .. } = self;
+        let start = self.observer.start();
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token)));
+        let outcome = match &result {
+            Ok(value) => self.observer.outcome(value),
+            Err(_) => Outcome::Panic,
+        };
         // Out of the map first, so no caller joins once the outcome is set.
-        let _ = finish(shard.table.lock(), self.hash, self.id);
-        match result {
+        let _ = finish(shard.table.lock(), self.hash, self.id, outcome);
+        let delivered = match result {
             Ok(value) => self.call.publish_owned(value),
             Err(payload) => {
                 let cause = LeaderPanicked::from_payload(&*payload, self.name);
-                self.call.publish_error(Error::Panicked(cause));
+                self.call.publish_error(Error::Panicked(cause))
             }
+        };
+        // `None`: cancelled earlier, and reported then.
+        if let Some(d) = delivered {
+            self.observer
+                .ended(self.name, start, d.waiters, d.shared, outcome);
         }
     }
 }
@@ -454,8 +480,12 @@ impl<K, V, F> Runner<K, V, F> {
     /// Ends a flight that will never run: out of the map, token cancelled,
     /// every waiter told why.
     fn abandon(self, cause: io::Error) {
-        let _ = finish(self.shards[self.index].table.lock(), self.hash, self.id);
+        let table = self.shards[self.index].table.lock();
+        let _ = finish(table, self.hash, self.id, Outcome::Error);
         self.token.cancel();
-        self.call.publish_error(Error::Spawn(Shared::new(cause)));
+        if let Some(d) = self.call.publish_error(Error::Spawn(Shared::new(cause))) {
+            self.observer
+                .ended(self.name, None, d.waiters, d.shared, Outcome::Error);
+        }
     }
 }

@@ -9,12 +9,13 @@ use std::panic::{self, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 
 use hashbrown::HashTable;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::call::{Call, Share};
+use crate::call::{Call, Delivered, Share};
 use crate::cancel::CancelToken;
 use crate::detached::Spawner;
 use crate::error::{Error, LeaderPanicked};
+use crate::metrics::{FlightEnd, GroupCounts, Metrics, Outcome, Stats};
 use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
 
 /// What a caller of [`Group::work_shared`] receives.
@@ -69,6 +70,68 @@ pub struct Group<K, V, S = RandomState> {
     hasher: S,
     pub(crate) name: Option<&'static str>,
     pub(crate) spawner: Spawner,
+    pub(crate) observer: Observer<V>,
+}
+
+/// What a group reports to, and how it tells an error value from a value.
+pub(crate) struct Observer<V> {
+    pub(crate) metrics: Option<Shared<dyn Metrics>>,
+    pub(crate) error_if: Option<fn(&V) -> bool>,
+}
+
+impl<V> Clone for Observer<V> {
+    fn clone(&self) -> Self {
+        Observer {
+            metrics: self.metrics.clone(),
+            error_if: self.error_if,
+        }
+    }
+}
+
+impl<V> Observer<V> {
+    /// The clock is read only when someone will be told.
+    #[inline]
+    pub(crate) fn start(&self) -> Option<Instant> {
+        self.metrics.as_ref().map(|_| Instant::now())
+    }
+
+    #[inline]
+    pub(crate) fn outcome(&self, value: &V) -> Outcome {
+        match self.error_if {
+            Some(is_error) if is_error(value) => Outcome::Error,
+            _ => Outcome::Value,
+        }
+    }
+
+    /// Tells the observer a flight ended, if there is one.
+    pub(crate) fn ended(
+        &self,
+        name: Option<&'static str>,
+        start: Option<Instant>,
+        callers: usize,
+        shared: bool,
+        outcome: Outcome,
+    ) {
+        if let Some(m) = &self.metrics {
+            let duration = start.map_or(Duration::ZERO, |s| s.elapsed());
+            m.flight_ended(
+                name,
+                &FlightEnd {
+                    duration,
+                    callers,
+                    shared,
+                    outcome,
+                },
+            );
+        }
+    }
+
+    #[inline]
+    pub(crate) fn joined(&self, name: Option<&'static str>) {
+        if let Some(m) = &self.metrics {
+            m.waiter_joined(name);
+        }
+    }
 }
 
 /// Padded to a cache line pair so two shards' locks never share a line.
@@ -79,6 +142,7 @@ pub(crate) struct Shard<K, V> {
 
 pub(crate) struct Table<K, V> {
     entries: HashTable<Entry<K, V>>,
+    pub(crate) counts: GroupCounts,
     /// Flight ids are unique per shard, which is all `find_entry` by id needs.
     next_id: u64,
 }
@@ -130,6 +194,10 @@ impl<K, V> Group<K, V> {
             hasher: RandomState::new(),
             shards: None,
             spawner: Spawner::default(),
+            observer: Observer {
+                metrics: None,
+                error_if: None,
+            },
             _types: PhantomData,
         }
     }
@@ -169,6 +237,27 @@ impl<K, V, S> Group<K, V, S> {
             .iter()
             .map(|s| s.table.lock().entries.len())
             .sum()
+    }
+
+    /// A snapshot of the group's counters (see [`Stats`]; the cache fields
+    /// are 0). The counters are kept per shard under the locks calls take
+    /// anyway: they cost no atomic and never contend.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let group = singleflight_sync::Group::<String, u8>::new();
+    /// group.work("a", || 1);
+    /// group.work("a", || 1);
+    /// let stats = group.stats();
+    /// assert_eq!((stats.calls, stats.executions, stats.shared), (2, 2, 0));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for shard in self.shards.iter() {
+            stats.add_group(&shard.table.lock().counts);
+        }
+        stats
     }
 }
 
@@ -292,20 +381,35 @@ impl<K, V: Clone, S> Group<K, V, S> {
             return share;
         }
         let mut table = self.shards[index].table.lock();
-        match call.leave() {
-            Ok(share) => share,
-            Err(remaining) => {
-                if remaining == 0 {
-                    if let Some(entry) = table.by_id(hash, id) {
-                        if let Some(token) = &entry.token {
-                            entry.released = true;
-                            token.cancel();
-                        }
-                    }
+        let (remaining, shared) = match call.leave() {
+            Ok(share) => return share,
+            Err(left) => left,
+        };
+        table.counts.timeouts += 1;
+        let mut cancelled = false;
+        if remaining == 0 {
+            if let Some(entry) = table.by_id(hash, id) {
+                if let Some(token) = &entry.token {
+                    entry.released = true;
+                    token.cancel();
+                    cancelled = true;
                 }
-                Err(Error::Timeout)
             }
         }
+        if cancelled {
+            table.counts.cancellations += 1;
+            // Settles the outcome, so the late value is dropped unreported.
+            call.publish_error(Error::Cancelled);
+        }
+        drop(table);
+        if let Some(m) = &self.observer.metrics {
+            m.waiter_timed_out(self.name, shared);
+            if cancelled {
+                self.observer
+                    .ended(self.name, None, 0, shared, Outcome::Cancelled);
+            }
+        }
+        Err(Error::Timeout)
     }
 }
 
@@ -343,6 +447,7 @@ impl<K, V> Table<K, V> {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.counts.executions += 1;
         let entry = Entry {
             key,
             hash,
@@ -364,11 +469,17 @@ pub(crate) fn finish<K, V>(
     mut table: MutexGuard<'_, Table<K, V>>,
     hash: u64,
     id: u64,
+    outcome: Outcome,
 ) -> Option<Arc<Call<V>>> {
     let entry = match table.entries.find_entry(hash, |e| e.id == id) {
         Ok(found) => found.remove().0,
         Err(_) => unreachable!("only its own runner removes a flight from the map"),
     };
+    match outcome {
+        Outcome::Error => table.counts.errors += 1,
+        Outcome::Panic => table.counts.panics += 1,
+        Outcome::Value | Outcome::Cancelled => {}
+    }
     drop(table);
     entry.call
 }
@@ -452,8 +563,10 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     {
         let (hash, index) = self.locate(key);
         let me = sync::thread_token();
+        let mut first = true;
         loop {
             let mut table = self.shards[index].table.lock();
+            table.counts.calls += u64::from(std::mem::take(&mut first));
             let Some(entry) = table.joinable(hash, key) else {
                 let id = table.insert(hash, key.to_owned(), me, None, None);
                 drop(table);
@@ -469,7 +582,9 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                 .get_or_insert_with(|| Arc::new(Call::new(1)))
                 .clone();
             call.join();
+            table.counts.shared += 1;
             drop(table);
+            self.observer.joined(self.name);
             match self.await_call(index, hash, id, &call, None) {
                 Ok((value, shared)) => {
                     return Flight {
@@ -487,16 +602,24 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     }
 
     fn lead(&self, index: usize, hash: u64, id: u64, f: impl FnOnce() -> V) -> Flight<V> {
+        let start = self.observer.start();
         // Catching (rather than a drop guard) lets the followers see the
         // leader's message; the leader's own panic resumes unchanged.
         let result = panic::catch_unwind(AssertUnwindSafe(f));
-        let call = finish(self.shards[index].table.lock(), hash, id);
+        let outcome = match &result {
+            Ok(value) => self.observer.outcome(value),
+            Err(_) => Outcome::Panic,
+        };
+        let call = finish(self.shards[index].table.lock(), hash, id, outcome);
         match result {
             Ok(value) => {
                 let shared = call.is_some();
-                if let Some(call) = call {
-                    call.publish_copy(&value, self.name);
-                }
+                let delivered = match call {
+                    Some(call) => call.publish_copy(&value, self.name),
+                    None => Delivered::default(),
+                };
+                self.observer
+                    .ended(self.name, start, delivered.waiters + 1, shared, outcome);
                 Flight {
                     value,
                     shared,
@@ -504,10 +627,17 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                 }
             }
             Err(payload) => {
-                if let Some(call) = call {
-                    let cause = LeaderPanicked::from_payload(&*payload, self.name);
-                    call.publish_error(Error::Panicked(cause));
-                }
+                let cause = LeaderPanicked::from_payload(&*payload, self.name);
+                let delivered = call
+                    .and_then(|call| call.publish_error(Error::Panicked(cause)))
+                    .unwrap_or_default();
+                self.observer.ended(
+                    self.name,
+                    start,
+                    delivered.waiters + 1,
+                    delivered.shared,
+                    Outcome::Panic,
+                );
                 panic::resume_unwind(payload)
             }
         }
@@ -556,6 +686,7 @@ pub struct GroupBuilder<K, V, S = RandomState> {
     hasher: S,
     shards: Option<usize>,
     pub(crate) spawner: Spawner,
+    observer: Observer<V>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -575,6 +706,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             hasher,
             shards: self.shards,
             spawner: self.spawner,
+            observer: self.observer,
             _types: PhantomData,
         }
     }
@@ -594,6 +726,33 @@ impl<K, V, S> GroupBuilder<K, V, S> {
         self
     }
 
+    /// An observer told of every flight's end and every waiter (see
+    /// [`Metrics`]). Without one, the group reads no clock and allocates
+    /// nothing for metrics.
+    pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self {
+        self.observer.metrics = Some(metrics);
+        self
+    }
+
+    /// How to tell an error from a value, for [`Stats::errors`] and the
+    /// observer's [`Outcome::Error`]: for `V = Result<T, E>`, pass
+    /// `Result::is_err`. Default: no value is an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let group: Group<String, Result<u32, String>> =
+    ///     Group::builder().error_if(Result::is_err).build();
+    /// let _ = group.work("k", || Err("down".to_string()));
+    /// assert_eq!(group.stats().errors, 1);
+    /// ```
+    pub fn error_if(mut self, is_error: fn(&V) -> bool) -> Self {
+        self.observer.error_if = Some(is_error);
+        self
+    }
+
     /// Makes the group.
     pub fn build(self) -> Group<K, V, S> {
         let count = self.shards.unwrap_or_else(sync::default_shards);
@@ -601,6 +760,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             .map(|_| Shard {
                 table: Mutex::new(Table {
                     entries: HashTable::new(),
+                    counts: GroupCounts::default(),
                     next_id: 0,
                 }),
             })
@@ -611,6 +771,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             hasher: self.hasher,
             name: self.name,
             spawner: self.spawner,
+            observer: self.observer,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::borrow::Borrow;
 
 use hashbrown::HashTable;
 
+use crate::metrics::CacheCounts;
 use crate::sketch::Sketch;
 use crate::sync::Shared;
 
@@ -57,8 +58,8 @@ impl<K, V> Slot<K, V> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Inserted {
     pub(crate) stored: bool,
-    pub(crate) evicted: bool,
-    pub(crate) expired: bool,
+    pub(crate) evicted: usize,
+    pub(crate) expired: usize,
 }
 
 pub(crate) struct Store<K, V> {
@@ -72,6 +73,7 @@ pub(crate) struct Store<K, V> {
     /// its value out of the cache.
     pub(crate) generation: u64,
     next_stamp: u64,
+    pub(crate) counts: CacheCounts,
 }
 
 /// How many slots a write looks at for expired entries, on top of its own.
@@ -88,6 +90,7 @@ impl<K, V> Store<K, V> {
             sketch: Sketch::new(capacity),
             generation: 0,
             next_stamp: 0,
+            counts: CacheCounts::default(),
         }
     }
 
@@ -152,12 +155,13 @@ impl<K, V> Store<K, V> {
     {
         let mut out = Inserted::default();
         let mut dropped = self.sweep_expired(now, SWEEP);
-        out.expired = !dropped.is_empty();
+        out.expired = dropped.len();
         slot.stamp = self.next_stamp;
         self.next_stamp += 1;
         if let Some(pos) = self.find(slot.hash, &slot.key) {
             dropped.push(std::mem::replace(&mut self.slots[pos], slot));
             out.stored = true;
+            self.counts.expirations += out.expired as u64;
             return (out, dropped);
         }
         if self.slots.len() >= self.capacity {
@@ -168,10 +172,11 @@ impl<K, V> Store<K, V> {
                     <= self.sketch.frequency(self.slots[victim].hash)
             {
                 dropped.push(slot);
+                self.counts.expirations += out.expired as u64;
                 return (out, dropped);
             }
-            out.evicted |= !expired;
-            out.expired |= expired;
+            out.evicted += usize::from(!expired);
+            out.expired += usize::from(expired);
             dropped.push(self.remove(victim));
         }
         let pos = self.slots.len();
@@ -181,6 +186,8 @@ impl<K, V> Store<K, V> {
         self.index
             .insert_unique(hash, pos as u32, |&p| slots[p as usize].hash);
         out.stored = true;
+        self.counts.evictions += out.evicted as u64;
+        self.counts.expirations += out.expired as u64;
         (out, dropped)
     }
 

@@ -12,6 +12,7 @@ use crate::clock::{nanos, Clock, SystemClock};
 use crate::detached::Job;
 use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
+use crate::metrics::{CacheEvent, Metrics, Stats};
 use crate::store::{AnyError, Cached, Slot, Store};
 use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, Shared};
 
@@ -69,6 +70,8 @@ struct Inner<K, V> {
     jobs: Mutex<usize>,
     jobs_done: Condvar,
     closed: AtomicUsize,
+    metrics: Option<Shared<dyn Metrics>>,
+    name: Option<&'static str>,
 }
 
 #[repr(align(128))]
@@ -90,6 +93,15 @@ impl ClockSource {
             ClockSource::Custom(c) => c.now(),
         })
     }
+}
+
+/// Who looks: `get` (counted), a caller that may load or refresh (counted),
+/// or a load's leader checking once more (not counted again).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Load,
+    Recheck,
 }
 
 /// What a lookup found.
@@ -124,6 +136,8 @@ impl<K, V> TtlCache<K, V> {
             refresh_after: None,
             beta: None,
             clock: None,
+            metrics: None,
+            name: None,
             group: Group::builder(),
         }
     }
@@ -147,7 +161,7 @@ where
     /// Looks `key` up; `refresh` says whether this caller may be chosen to
     /// refresh a stale entry.
     #[inline]
-    fn lookup<Q>(&self, hash: u64, key: &Q, refresh: bool) -> Lookup<V>
+    fn lookup<Q>(&self, hash: u64, key: &Q, mode: Mode) -> Lookup<V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
@@ -155,22 +169,54 @@ where
         let now = self.inner.clock.now();
         let mut store = self.shard(hash).lock();
         let pos = store.find(hash, key);
+        if mode == Mode::Recheck {
+            return match pos {
+                Some(pos) if now < store.slot(pos).expires => {
+                    Lookup::Fresh(store.slot(pos).value.clone())
+                }
+                _ => Lookup::Miss,
+            };
+        }
         store.touch(hash, pos);
-        let Some(pos) = pos else {
-            return Lookup::Miss;
+        let (found, event, gone) = match pos {
+            None => (Lookup::Miss, CacheEvent::Miss, None),
+            Some(pos) if now >= store.slot(pos).expires => {
+                store.counts.expirations += 1;
+                (Lookup::Miss, CacheEvent::Miss, Some(store.remove(pos)))
+            }
+            Some(pos) => {
+                let slot = store.slot(pos);
+                let stale = now >= slot.refresh;
+                if mode == Mode::Load && !slot.refreshing && self.inner.refresh_due(slot, now) {
+                    slot.refreshing = true;
+                    let found = Lookup::Stale(slot.value.clone(), slot.stamp);
+                    store.counts.refreshes += 1;
+                    (found, CacheEvent::StaleHit, None)
+                } else if stale {
+                    (
+                        Lookup::Fresh(slot.value.clone()),
+                        CacheEvent::StaleHit,
+                        None,
+                    )
+                } else {
+                    (Lookup::Fresh(slot.value.clone()), CacheEvent::Hit, None)
+                }
+            }
         };
-        let slot = store.slot(pos);
-        if now >= slot.expires {
-            let gone = store.remove(pos);
-            drop(store);
-            drop(gone);
-            return Lookup::Miss;
+        match event {
+            CacheEvent::Hit => store.counts.hits += 1,
+            CacheEvent::StaleHit => store.counts.stale_hits += 1,
+            _ => store.counts.misses += 1,
         }
-        if refresh && !slot.refreshing && self.inner.refresh_due(slot, now) {
-            slot.refreshing = true;
-            return Lookup::Stale(slot.value.clone(), slot.stamp);
+        drop(store);
+        if let Some(m) = &self.inner.metrics {
+            if gone.is_some() {
+                m.cache_event(self.group.name(), CacheEvent::Expiration);
+            }
+            m.cache_event(self.group.name(), event);
         }
-        Lookup::Fresh(slot.value.clone())
+        drop(gone);
+        found
     }
 
     /// The value cached for `key`, if fresh. Never loads or refreshes.
@@ -189,7 +235,7 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, _) = self.group.locate(key);
-        match self.lookup(hash, key, false) {
+        match self.lookup(hash, key, Mode::Read) {
             Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(Cached::Value(v), _) => Some(v),
             _ => None,
         }
@@ -258,6 +304,26 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.group.waiters(key)
+    }
+
+    /// A snapshot of the cache's counters and its load group's (see
+    /// [`Stats`]). Kept per shard under the locks lookups take anyway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = singleflight_sync::TtlCache::<String, u8>::new(std::time::Duration::from_secs(9));
+    /// cache.get_or_load("k", || 1);
+    /// cache.get_or_load("k", || 1);
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.group.stats();
+        for shard in self.inner.shards.iter() {
+            stats.add_cache(&shard.store.lock().counts);
+        }
+        stats
     }
 
     /// The number of entries held, expired ones not yet reclaimed included.
@@ -334,7 +400,7 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, _) = self.group.locate(key);
-        let force = match self.lookup(hash, key, true) {
+        let force = match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => return v,
             Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
             Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
@@ -380,7 +446,7 @@ where
         E: Clone + Send + Sync + 'static,
     {
         let (hash, _) = self.group.locate(key);
-        let (refresh, current) = match self.lookup(hash, key, true) {
+        let (refresh, current) = match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => return Ok(v),
             Lookup::Fresh(Cached::Error(e)) => match e.downcast_ref::<E>() {
                 Some(e) => return Err(e.clone()),
@@ -427,21 +493,24 @@ where
     {
         self.group.work(key, || {
             if !refresh {
-                if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, false) {
+                if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, Mode::Recheck) {
                     return Ok(v);
                 }
             }
             let shard = self.shard(hash);
-            let generation = shard.lock().generation;
+            let generation = self.inner.load_started(shard);
             let start = self.inner.clock.now();
             let loaded = f();
             let delta = self.inner.clock.now().saturating_sub(start);
             let (cached, ttl) = match &loaded {
                 Ok(v) => (Cached::Value(v.clone()), ttl),
-                Err(e) => match self.inner.error_ttl {
-                    Some(error_ttl) => (Cached::Error(e.clone()), error_ttl),
-                    None => return loaded,
-                },
+                Err(e) => {
+                    shard.lock().counts.load_errors += 1;
+                    match self.inner.error_ttl {
+                        Some(error_ttl) => (Cached::Error(e.clone()), error_ttl),
+                        None => return loaded,
+                    }
+                }
             };
             self.inner
                 .store(shard, key.to_owned(), hash, cached, ttl, delta, generation);
@@ -474,7 +543,7 @@ where
         F: FnOnce() -> V + Send + 'static,
     {
         let (hash, _) = self.group.locate(key);
-        match self.lookup(hash, key, true) {
+        match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => v,
             Lookup::Stale(Cached::Value(v), stamp) => {
                 self.refresh_detached(key, hash, stamp, f);
@@ -505,7 +574,7 @@ where
                 return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
             }
             let shard = inner.shard_of(hash);
-            let generation = shard.lock().generation;
+            let generation = inner.load_started(shard);
             let start = inner.clock.now();
             let v = f();
             let delta = inner.clock.now().saturating_sub(start);
@@ -524,6 +593,13 @@ where
 }
 
 impl<K, V> Inner<K, V> {
+    /// Counts a loader run; returns the shard's generation at its start.
+    fn load_started(&self, shard: &Mutex<Store<K, V>>) -> u64 {
+        let mut store = shard.lock();
+        store.counts.loads += 1;
+        store.generation
+    }
+
     fn shard_of(&self, hash: u64) -> &Mutex<Store<K, V>> {
         let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
         &self.shards[index].store
@@ -577,8 +653,16 @@ impl<K, V> Inner<K, V> {
             drop(slot);
             return;
         }
-        let (_, dropped) = store.insert(slot, now);
+        let (inserted, dropped) = store.insert(slot, now);
         drop(store);
+        if let Some(m) = &self.metrics {
+            for _ in 0..inserted.evicted {
+                m.cache_event(self.name, CacheEvent::Eviction);
+            }
+            for _ in 0..inserted.expired {
+                m.cache_event(self.name, CacheEvent::Expiration);
+            }
+        }
         drop(dropped);
     }
 
@@ -721,6 +805,8 @@ pub struct TtlCacheBuilder<K, V, S = RandomState> {
     refresh_after: Option<Duration>,
     beta: Option<f64>,
     clock: Option<Box<dyn Clock>>,
+    metrics: Option<Shared<dyn Metrics>>,
+    name: Option<&'static str>,
     group: GroupBuilder<K, Loaded<V>, S>,
 }
 
@@ -785,6 +871,15 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     /// A label for panic messages and metrics.
     pub fn name(mut self, name: &'static str) -> Self {
         self.group = self.group.name(name);
+        self.name = Some(name);
+        self
+    }
+
+    /// An observer told of every lookup's result, every eviction and
+    /// expiry, and every load's flight (see [`Metrics`]).
+    pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self {
+        self.group = self.group.metrics(metrics.clone());
+        self.metrics = Some(metrics);
         self
     }
 
@@ -798,6 +893,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             refresh_after: self.refresh_after,
             beta: self.beta,
             clock: self.clock,
+            metrics: self.metrics,
+            name: self.name,
             group: self.group.hasher(hasher),
         }
     }
@@ -879,10 +976,12 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             jobs: Mutex::new(0),
             jobs_done: Condvar::new(),
             closed: AtomicUsize::new(0),
+            metrics: self.metrics,
+            name: self.name,
         };
         Ok(TtlCache {
             inner: Shared::new(inner),
-            group: self.group.build(),
+            group: self.group.error_if(Result::is_err).build(),
         })
     }
 }
@@ -897,6 +996,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
             .field("refresh_after", &self.refresh_after)
             .field("early_refresh", &self.beta)
             .field("clock", &self.clock)
+            .field("metrics", &self.metrics)
             .field("group", &self.group)
             .finish()
     }
