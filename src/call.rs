@@ -28,10 +28,12 @@ struct State<V> {
     /// unsent replies. Exact: a waiter adds itself under the shard lock while
     /// the flight is joinable, and removes itself when it takes the outcome
     /// or leaves.
-    waiting: usize,
+    /// (`u32`s, like `joined`, to keep a flight within DESIGN.md's 128
+    /// bytes: four billion waiters on one key is not a workload.)
+    waiting: u32,
     /// Every caller that ever shared this flight, its leader included; final
     /// once published, so `shared` is `joined > 1` for everyone.
-    joined: usize,
+    joined: u32,
     /// Replies for `do_chan` receivers, each with whether it led.
     replies: Vec<(Sender<Reply<V>>, bool)>,
 }
@@ -39,7 +41,8 @@ struct State<V> {
 enum Outcome<V> {
     Pending,
     Value(V),
-    Failed(Error),
+    /// Boxed: failures are rare, and every call pays for the largest variant.
+    Failed(Box<Error>),
     /// The last waiter moved the value out.
     Taken,
 }
@@ -60,7 +63,7 @@ pub(crate) struct Delivered {
 impl<V> Call<V> {
     /// A call for a flight that `joined` callers share from the start (its
     /// inline leader, or the caller that started a detached flight).
-    pub(crate) fn new(joined: usize) -> Self {
+    pub(crate) fn new(joined: u32) -> Self {
         Call {
             state: Mutex::new(State {
                 outcome: Outcome::Pending,
@@ -91,7 +94,7 @@ impl<V> Call<V> {
 
     /// How many waiters have not taken the outcome yet.
     pub(crate) fn waiting(&self) -> usize {
-        self.state.lock().waiting
+        self.state.lock().waiting as usize
     }
 
     /// Publishes a failure (a panic, a cancellation, a spawn error) to every
@@ -106,7 +109,7 @@ impl<V> Call<V> {
             state.waiting -= 1;
             let _ = reply.send(Err(error.clone()));
         }
-        state.outcome = Outcome::Failed(error);
+        state.outcome = Outcome::Failed(Box::new(error));
         // Notify under the lock: a waiter tests `outcome` under this same
         // lock before each wait, so it either sees the outcome or is parked
         // already and gets this wakeup.
@@ -184,14 +187,14 @@ impl<V: Clone> Call<V> {
             return Ok(state.take());
         }
         state.waiting -= 1;
-        Err((state.waiting, state.joined > 1))
+        Err((state.waiting as usize, state.joined > 1))
     }
 }
 
 impl<V> State<V> {
     fn delivered(&self) -> Delivered {
         Delivered {
-            waiters: self.waiting,
+            waiters: self.waiting as usize,
             shared: self.joined > 1,
         }
     }
@@ -236,7 +239,7 @@ impl<V: Clone> State<V> {
                 Outcome::Value(value) => Ok((value, shared)),
                 _ => unreachable!("matched as a value just above"),
             },
-            Outcome::Failed(error) => Err(error.clone()),
+            Outcome::Failed(error) => Err((**error).clone()),
             Outcome::Pending | Outcome::Taken => {
                 unreachable!("a waiter takes only a published outcome, and only its own share")
             }

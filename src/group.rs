@@ -786,3 +786,22 @@ impl<K, V, S: fmt::Debug> fmt::Debug for GroupBuilder<K, V, S> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+    use crate::call::Call;
+    use std::mem::size_of;
+
+    /// DESIGN.md: one in-flight call costs at most 128 bytes beyond K and V.
+    /// A flight nobody joined is its map entry alone; one with followers adds
+    /// a `Call` (behind an `Arc`: two counters more).
+    #[test]
+    fn an_in_flight_call_fits_in_128_bytes_beyond_k_and_v() {
+        let entry = size_of::<Entry<(), ()>>();
+        let call = 2 * size_of::<usize>() + size_of::<Call<()>>();
+        println!("entry {entry} B, call {call} B");
+        assert!(entry <= 64, "entry {entry} B");
+        assert!(entry + call <= 128, "entry {entry} B + call {call} B");
+    }
+}
