@@ -112,3 +112,87 @@ fn stress_random_work_and_forgets() {
         assert_eq!(group.in_flight(), 0, "nothing left in flight");
     });
 }
+
+/// Every entry point at once: inline and detached flights, deadlines that
+/// expire, receivers dropped unread, `cancel` and `forget`. Nothing hangs,
+/// every value made is dropped exactly once, and the group drains.
+#[test]
+fn stress_detached_deadlines_cancels_and_channels() {
+    use common::{wait_for, Counts, Tracked};
+    use singleflight_sync::Error;
+    use std::sync::atomic::AtomicUsize;
+
+    const THREADS: usize = 4;
+    const CALLS: usize = 1_500;
+    watchdog(Duration::from_secs(120), || {
+        let counts = Arc::new(Counts::default());
+        let made = Arc::new(AtomicUsize::new(0));
+        let group: Arc<Group<u64, Tracked>> = Arc::new(Group::builder().shards(4).build());
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (group, counts, made) = (group.clone(), counts.clone(), made.clone());
+                thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0xdead + t as u64);
+                    for _ in 0..CALLS {
+                        let key = rng.gen_range(0..8u64);
+                        let micros = rng.gen_range(0..400);
+                        let make = {
+                            let (counts, made) = (counts.clone(), made.clone());
+                            move |_: &singleflight_sync::CancelToken| {
+                                thread::sleep(Duration::from_micros(micros));
+                                made.fetch_add(1, Ordering::SeqCst);
+                                Tracked::new(key, &counts)
+                            }
+                        };
+                        match rng.gen_range(0..10) {
+                            0..=2 => {
+                                let v = group
+                                    .work(&key, || make(&singleflight_sync::CancelToken::new()));
+                                assert_eq!(v.tag, key);
+                            }
+                            3..=5 => {
+                                let timeout = Duration::from_micros(rng.gen_range(0..600));
+                                match group.work_timeout(&key, timeout, make) {
+                                    Ok(f) => assert_eq!(f.value.tag, key),
+                                    Err(Error::Timeout | Error::Cancelled) => {}
+                                    Err(e) => panic!("unexpected {e}"),
+                                }
+                            }
+                            6..=7 => {
+                                let rx = group.do_chan(&key, make);
+                                if rng.gen_bool(0.5) {
+                                    match rx.recv().expect("exactly one message") {
+                                        Ok(f) => assert_eq!(f.value.tag, key),
+                                        Err(Error::Cancelled) => {}
+                                        Err(e) => panic!("unexpected {e}"),
+                                    }
+                                }
+                            }
+                            8 => {
+                                group.cancel(&key);
+                            }
+                            _ => {
+                                group.forget(&key);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        wait_for("detached flights to drain", || group.in_flight() == 0);
+        let made = made.load(Ordering::SeqCst);
+        wait_for("every value to be dropped", || {
+            counts.drops() == made + counts.clones()
+        });
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            counts.drops(),
+            made + counts.clones(),
+            "dropped exactly once"
+        );
+        assert!(made > 0);
+    });
+}
