@@ -400,15 +400,30 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, _) = self.group.locate(key);
-        let force = match self.lookup(hash, key, Mode::Load) {
+        let refresh = match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => return v,
             Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
             Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
         };
-        let refreshing = force.is_some();
-        match self.load(key, hash, ttl, refreshing, || Ok(f())) {
-            Ok(v) => v,
-            Err(_) => unreachable!("an infallible loader's flight carries no error"),
+        self.load_value(key, hash, ttl, refresh.is_some(), f)
+    }
+
+    /// [`load`](Self::load) for an infallible loader. Joining a fallible
+    /// load (of `try_get_or_load`) that failed leaves this caller without a
+    /// value: it runs its own `f` then, uncoalesced, rather than fail.
+    fn load_value<Q>(&self, key: &Q, hash: u64, ttl: u64, refresh: bool, f: impl FnOnce() -> V) -> V
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut f = Some(f);
+        let loaded = self.load(key, hash, ttl, refresh, || {
+            Ok((f.take().expect("a flight runs its loader once"))())
+        });
+        match (loaded, f) {
+            (Ok(v), _) => v,
+            (Err(_), Some(f)) => f(),
+            (Err(_), None) => unreachable!("this caller's own loader cannot fail"),
         }
     }
 
@@ -549,10 +564,7 @@ where
                 self.refresh_detached(key, hash, stamp, f);
                 v
             }
-            _ => match self.load(key, hash, self.inner.ttl, false, || Ok(f())) {
-                Ok(v) => v,
-                Err(_) => unreachable!("an infallible loader's flight carries no error"),
-            },
+            _ => self.load_value(key, hash, self.inner.ttl, false, f),
         }
     }
 

@@ -434,3 +434,27 @@ fn bad_settings_are_refused_with_the_setting_named() {
     let payload = expect_panic(|| TtlCache::<String, u32>::new(Duration::ZERO));
     assert!(common::panic_text(&*payload).contains("ttl"));
 }
+
+#[test]
+fn an_infallible_caller_joining_a_failed_fallible_load_runs_its_own_loader() {
+    watchdog(LONG, || {
+        let cache: Arc<TtlCache<String, u32>> = Arc::new(TtlCache::new(MINUTE));
+        let (go_tx, go) = mpsc::channel::<()>();
+        let (in_tx, in_loader) = mpsc::channel::<()>();
+        let c = cache.clone();
+        let failing = thread::spawn(move || {
+            c.try_get_or_load("k", || {
+                in_tx.send(()).unwrap();
+                go.recv().unwrap();
+                Err::<u32, _>("down")
+            })
+        });
+        in_loader.recv().unwrap();
+        let c = cache.clone();
+        let infallible = thread::spawn(move || c.get_or_load("k", || 8));
+        wait_for("the infallible caller to join", || cache.waiters("k") == 1);
+        go_tx.send(()).unwrap();
+        assert_eq!(failing.join().unwrap(), Err("down"));
+        assert_eq!(infallible.join().unwrap(), 8);
+    });
+}
