@@ -387,8 +387,14 @@ where
             let delivered = call.publish_error(Error::Cancelled);
             token.cancel();
             if let Some(d) = delivered {
-                self.observer
-                    .ended(self.name, None, d.waiters, d.shared, Outcome::Cancelled);
+                self.observer.ended(
+                    self.name,
+                    None,
+                    d.waiters,
+                    d.waiters,
+                    d.shared,
+                    Outcome::Cancelled,
+                );
             }
         }
         true
@@ -437,7 +443,7 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
         // `None`: cancelled earlier, and reported then.
         if let Some(d) = delivered {
             self.observer
-                .ended(self.name, start, d.waiters, d.shared, outcome);
+                .ended(self.name, start, d.waiters, d.waiters, d.shared, outcome);
         }
     }
 }
@@ -484,8 +490,14 @@ impl<K, V, F> Runner<K, V, F> {
         let _ = finish(table, self.hash, self.id, Outcome::Error);
         self.token.cancel();
         if let Some(d) = self.call.publish_error(Error::Spawn(Shared::new(cause))) {
-            self.observer
-                .ended(self.name, None, d.waiters, d.shared, Outcome::Error);
+            self.observer.ended(
+                self.name,
+                None,
+                d.waiters,
+                d.waiters,
+                d.shared,
+                Outcome::Error,
+            );
         }
     }
 }

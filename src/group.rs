@@ -109,6 +109,7 @@ impl<V> Observer<V> {
         name: Option<&'static str>,
         start: Option<Instant>,
         callers: usize,
+        waiters: usize,
         shared: bool,
         outcome: Outcome,
     ) {
@@ -119,6 +120,7 @@ impl<V> Observer<V> {
                 &FlightEnd {
                     duration,
                     callers,
+                    waiters,
                     shared,
                     outcome,
                 },
@@ -406,7 +408,7 @@ impl<K, V: Clone, S> Group<K, V, S> {
             m.waiter_timed_out(self.name, shared);
             if cancelled {
                 self.observer
-                    .ended(self.name, None, 0, shared, Outcome::Cancelled);
+                    .ended(self.name, None, 0, 0, shared, Outcome::Cancelled);
             }
         }
         Err(Error::Timeout)
@@ -618,8 +620,14 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                     Some(call) => call.publish_copy(&value, self.name),
                     None => Delivered::default(),
                 };
-                self.observer
-                    .ended(self.name, start, delivered.waiters + 1, shared, outcome);
+                self.observer.ended(
+                    self.name,
+                    start,
+                    delivered.waiters + 1,
+                    delivered.waiters,
+                    shared,
+                    outcome,
+                );
                 Flight {
                     value,
                     shared,
@@ -635,6 +643,7 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                     self.name,
                     start,
                     delivered.waiters + 1,
+                    delivered.waiters,
                     delivered.shared,
                     Outcome::Panic,
                 );

@@ -139,6 +139,12 @@ pub struct FlightEnd {
     /// detached flight, every caller still waiting, the one that started it
     /// included).
     pub callers: usize,
+    /// How many of [`callers`](Self::callers) were waiters, each reported
+    /// once by [`Metrics::waiter_joined`]: `callers - 1` for a flight led by
+    /// [`Group::work`](crate::Group::work) or
+    /// [`work_shared`](crate::Group::work_shared) (its leader runs `f` and
+    /// never waits), `callers` for a detached or cancelled one.
+    pub waiters: usize,
     /// Whether more than one caller shared the flight.
     pub shared: bool,
     /// How it ended.
