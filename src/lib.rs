@@ -36,16 +36,37 @@
 //! remembered after a flight ends; a leader's panic reaches every follower as
 //! a [`LeaderPanicked`] panic; a re-entrant call on the key being computed
 //! panics instead of deadlocking; [`Group::forget`] releases a key early.
+//!
+//! Beyond [`Group::work`]:
+//!
+//! - **Deadlines and cancellation**: [`Group::work_timeout`],
+//!   [`Group::work_deadline`] and [`Group::do_chan`] run `f` detached, on a
+//!   pluggable spawner, so callers can leave at their deadline (or `select!`
+//!   on a channel) while the flight goes on for the others; `f` gets a
+//!   [`CancelToken`], cancelled by [`Group::cancel`] or when every caller
+//!   has given up.
+//! - **Caching**: [`TtlCache`] keeps results for a time, loads each miss once,
+//!   stays bounded, and refreshes hot entries without stalling callers.
+//! - **Observability**: [`Group::stats`] and [`TtlCache::stats`] cost nothing
+//!   on the hot path; a [`Metrics`] observer (a Prometheus one behind the
+//!   `prometheus` feature) sees every flight.
+//!
+//! The [`guide`] shows how to choose keys, handle errors and deadlines, pick
+//! between `Group` and `TtlCache`, and avoid the pitfalls.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod call;
 mod cancel;
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 mod clock;
 mod detached;
 mod error;
 mod group;
 mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod sketch;
 mod store;
 mod sync;
@@ -57,4 +78,6 @@ pub use crate::detached::Job;
 pub use crate::error::{ConfigError, Error, LeaderPanicked};
 pub use crate::group::{Flight, Group, GroupBuilder};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
+#[cfg(feature = "prometheus")]
+pub use crate::prometheus::{PrometheusError, PrometheusMetrics};
 pub use crate::ttl::{TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES};
