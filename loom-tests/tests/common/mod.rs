@@ -122,3 +122,37 @@ fn classify(payload: Box<dyn Any + Send>) -> Ended {
         Err(other) => panic::resume_unwind(other),
     }
 }
+
+/// Counts, across one `loom::model` run, the interleavings that took one way
+/// through a model, so the model can check afterwards that loom reached it.
+pub type Tally = std::sync::atomic::AtomicUsize;
+
+/// The fewest preemptions with which every tallied way is reachable in the
+/// models that tally: with a lower `LOOM_MAX_PREEMPTIONS`, loom may not reach
+/// them all, and [`assert_reached`] says so instead of failing.
+pub const PREEMPTIONS_TO_REACH_ALL: usize = 2;
+
+/// Checks, after `loom::model` returns, that every way in `ways` was taken in
+/// some interleaving: a change that made one unreachable would otherwise
+/// leave that way's checks vacuous. Skipped (with a note on stderr) when
+/// `LOOM_MAX_PREEMPTIONS` is below [`PREEMPTIONS_TO_REACH_ALL`].
+pub fn assert_reached(ways: &[(&Tally, &str)]) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if bound.is_some_and(|b| b < PREEMPTIONS_TO_REACH_ALL) {
+        eprintln!(
+            "note: LOOM_MAX_PREEMPTIONS is below {PREEMPTIONS_TO_REACH_ALL}: \
+             not checking that every way through the model was reached"
+        );
+        return;
+    }
+    for (tally, what) in ways {
+        assert!(
+            tally.load(Relaxed) > 0,
+            "loom explored no interleaving in which {what}"
+        );
+    }
+}
