@@ -62,7 +62,10 @@ pub(crate) struct Inserted {
     pub(crate) expired: usize,
 }
 
+#[repr(C)]
 pub(crate) struct Store<K, V> {
+    /// First, so `hits` shares the lock word's cache line.
+    pub(crate) counts: CacheCounts,
     index: HashTable<u32>,
     slots: Vec<Slot<K, V>>,
     capacity: usize,
@@ -73,7 +76,6 @@ pub(crate) struct Store<K, V> {
     /// its value out of the cache.
     pub(crate) generation: u64,
     next_stamp: u64,
-    pub(crate) counts: CacheCounts,
 }
 
 /// How many slots a write looks at for expired entries, on top of its own.
@@ -125,7 +127,11 @@ impl<K, V> Store<K, V> {
             self.sketch.increment(hash);
         }
         if let Some(pos) = pos {
-            self.slots[pos].referenced = true;
+            // Written only when it changes, so a hot slot's line stays
+            // shared between the cores that read it.
+            if !self.slots[pos].referenced {
+                self.slots[pos].referenced = true;
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::{CacheEvent, Metrics, Stats};
 use crate::store::{AnyError, Cached, Slot, Store};
-use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, Shared};
+use crate::sync::{self, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, Shared};
 
 /// What a load flight hands its callers: the value, or the loader's error.
 type Loaded<V> = Result<V, AnyError>;
@@ -178,6 +178,33 @@ where
             };
         }
         store.touch(hash, pos);
+        // The common case first, with nothing to move or drop.
+        if let Some(p) = pos {
+            let slot = store.slot(p);
+            if now < slot.expires && now < slot.refresh && self.inner.beta.is_none() {
+                if let Cached::Value(v) = &slot.value {
+                    let v = v.clone();
+                    store.counts.hits += 1;
+                    drop(store);
+                    if let Some(m) = &self.inner.metrics {
+                        m.cache_event(self.group.name(), CacheEvent::Hit);
+                    }
+                    return Lookup::Fresh(Cached::Value(v));
+                }
+            }
+        }
+        self.lookup_slow(store, now, pos, mode)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lookup_slow(
+        &self,
+        mut store: MutexGuard<'_, Store<K, V>>,
+        now: u64,
+        pos: Option<usize>,
+        mode: Mode,
+    ) -> Lookup<V> {
         let (found, event, gone) = match pos {
             None => (Lookup::Miss, CacheEvent::Miss, None),
             Some(pos) if now >= store.slot(pos).expires => {
