@@ -142,11 +142,16 @@ pub(crate) struct Shard<K, V> {
     pub(crate) table: Mutex<Table<K, V>>,
 }
 
+/// `repr(C)` keeps what every call touches (the lock word before it, the
+/// table's header, `next_id`, then `calls` and `executions` at the head of
+/// the counters) within the shard's first 64 bytes: on two cores, each line a
+/// call writes is a line that may have to cross from the other core.
+#[repr(C)]
 pub(crate) struct Table<K, V> {
     entries: HashTable<Entry<K, V>>,
-    pub(crate) counts: GroupCounts,
     /// Flight ids are unique per shard, which is all `find_entry` by id needs.
     next_id: u64,
+    pub(crate) counts: GroupCounts,
 }
 
 /// One running flight, as the map holds it.
@@ -427,6 +432,43 @@ impl<K, V> Table<K, V> {
             .find_mut(hash, |e| !e.released && e.key.borrow() == key)
     }
 
+    /// The flight a new caller for `key` would join, or, when there is none,
+    /// a new inline flight for it led by `owner` (`Err` with its id). One
+    /// probe serves both.
+    #[inline]
+    pub(crate) fn joinable_or_insert<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        owner: usize,
+    ) -> Result<&mut Entry<K, V>, u64>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self
+            .entries
+            .entry(hash, |e| !e.released && e.key.borrow() == key, |e| e.hash)
+        {
+            hashbrown::hash_table::Entry::Occupied(found) => Ok(found.into_mut()),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let id = self.next_id;
+                slot.insert(Entry {
+                    key: key.to_owned(),
+                    hash,
+                    id,
+                    owner,
+                    released: false,
+                    call: None,
+                    token: None,
+                });
+                self.next_id += 1;
+                self.counts.executions += 1;
+                Err(id)
+            }
+        }
+    }
+
     fn release_all(&mut self) {
         for entry in self.entries.iter_mut() {
             entry.released = true;
@@ -569,10 +611,12 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         loop {
             let mut table = self.shards[index].table.lock();
             table.counts.calls += u64::from(std::mem::take(&mut first));
-            let Some(entry) = table.joinable(hash, key) else {
-                let id = table.insert(hash, key.to_owned(), me, None, None);
-                drop(table);
-                return self.lead(index, hash, id, f);
+            let entry = match table.joinable_or_insert(hash, key, me) {
+                Ok(entry) => entry,
+                Err(id) => {
+                    drop(table);
+                    return self.lead(index, hash, id, f);
+                }
             };
             if entry.owner == me {
                 drop(table);
@@ -769,8 +813,8 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             .map(|_| Shard {
                 table: Mutex::new(Table {
                     entries: HashTable::new(),
-                    counts: GroupCounts::default(),
                     next_id: 0,
+                    counts: GroupCounts::default(),
                 }),
             })
             .collect();
@@ -805,6 +849,16 @@ mod tests {
     /// DESIGN.md: one in-flight call costs at most 128 bytes beyond K and V.
     /// A flight nobody joined is its map entry alone; one with followers adds
     /// a `Call` (behind an `Arc`: two counters more).
+    #[test]
+    fn what_every_call_touches_shares_the_shards_first_line() {
+        use super::{Shard, Table};
+        let table = std::mem::offset_of!(Shard<u64, u64>, table);
+        // parking_lot's mutex is its lock byte followed by the data.
+        let data = size_of::<crate::sync::Mutex<Table<u64, u64>>>() - size_of::<Table<u64, u64>>();
+        let hot_end = table + data + std::mem::offset_of!(Table<u64, u64>, counts) + 2 * 8;
+        assert!(hot_end <= 64, "the hot fields end at byte {hot_end}");
+    }
+
     #[test]
     fn an_in_flight_call_fits_in_128_bytes_beyond_k_and_v() {
         let entry = size_of::<Entry<(), ()>>();

@@ -76,8 +76,10 @@ impl Stats {
     }
 }
 
-/// One group shard's counters, updated under its lock.
+/// One group shard's counters, updated under its lock. `calls` and
+/// `executions` first: every uncontended call writes both (see `Table`).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 pub(crate) struct GroupCounts {
     pub(crate) calls: u64,
     pub(crate) executions: u64,
