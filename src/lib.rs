@@ -60,6 +60,11 @@ mod call;
 mod cancel;
 #[doc = include_str!("guide.md")]
 pub mod guide {}
+
+/// The README's example runs as a doctest, so the front door stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 mod clock;
 mod detached;
 mod error;
