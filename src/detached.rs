@@ -14,9 +14,9 @@ use crossbeam_channel::Receiver;
 use crate::call::{Call, Reply};
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
-use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard};
+use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard, Table};
 use crate::metrics::Outcome;
-use crate::sync::{self, Arc, Mutex, Shared};
+use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
 
 /// The job a spawner runs: a detached flight, start to end.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -215,16 +215,7 @@ where
             None => {
                 let call = Arc::new(Call::new(0));
                 call.join();
-                let token = CancelToken::new();
-                let id = table.insert(
-                    hash,
-                    key.to_owned(),
-                    0,
-                    Some(call.clone()),
-                    Some(token.clone()),
-                );
-                drop(table);
-                self.launch(index, hash, id, call.clone(), token, f);
+                let id = self.start(table, index, hash, key, call.clone(), f);
                 (id, call, true)
             }
         };
@@ -286,6 +277,26 @@ where
         }
         let call = Arc::new(Call::new(0));
         call.join_reply(tx, true);
+        self.observer.joined(self.name);
+        self.start(table, index, hash, key, call, f);
+        rx
+    }
+
+    /// Puts a new detached flight for `key` in the map (its starter already
+    /// counted in `call`), releases the shard and launches it. Returns its id.
+    fn start<Q, F>(
+        &self,
+        mut table: MutexGuard<'_, Table<K, V>>,
+        index: usize,
+        hash: u64,
+        key: &Q,
+        call: Arc<Call<V>>,
+        f: F,
+    ) -> u64
+    where
+        Q: ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
+    {
         let token = CancelToken::new();
         let id = table.insert(
             hash,
@@ -295,9 +306,8 @@ where
             Some(token.clone()),
         );
         drop(table);
-        self.observer.joined(self.name);
         self.launch(index, hash, id, call, token, f);
-        rx
+        id
     }
 
     /// Hands a new detached flight to the spawner, making sure that however
