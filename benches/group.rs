@@ -69,8 +69,25 @@ fn uncontended(c: &mut Criterion) {
         })
     });
 
+    // What an installed observer costs (two clock reads and a call per
+    // flight); `same_key` above is the no-observer figure it is held to.
+    let group: Group<u64, u64> = Group::builder().metrics(Arc::new(NoopMetrics)).build();
+    bench.bench_function("same_key_with_observer", |b| {
+        b.iter(|| {
+            let k = black_box(42u64);
+            group.work(&k, || k)
+        })
+    });
+
     bench.finish();
 }
+
+/// An observer that does nothing: what remains is the library's own cost of
+/// having one.
+#[derive(Debug)]
+struct NoopMetrics;
+
+impl singleflight_sync::Metrics for NoopMetrics {}
 
 // ---------------------------------------------------------------------------
 // 3. Two threads, each on its own keys: aggregate time per call.
