@@ -41,6 +41,16 @@ struct Inner {
 impl CancelToken {
     /// A token that is not cancelled. Useful to call a flight's `f` directly
     /// (in a test, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    ///
+    /// let token = CancelToken::new();
+    /// assert!(!token.is_cancelled());
+    /// assert_eq!(format!("{token:?}"), "CancelToken { cancelled: false }");
+    /// ```
     pub fn new() -> Self {
         CancelToken {
             inner: Arc::new(Inner {
@@ -51,11 +61,41 @@ impl CancelToken {
     }
 
     /// Whether the flight has been cancelled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    ///
+    /// let token = CancelToken::new();
+    /// let clone = token.clone();
+    /// assert!(!clone.is_cancelled());
+    /// token.cancel();
+    /// assert!(clone.is_cancelled(), "clones share one state");
+    /// ```
     pub fn is_cancelled(&self) -> bool {
         *self.inner.cancelled.lock()
     }
 
     /// Cancels the token and wakes every thread waiting on it. Idempotent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    /// use std::thread;
+    ///
+    /// let token = CancelToken::new();
+    /// let waiters: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let token = token.clone();
+    ///         thread::spawn(move || token.wait())
+    ///     })
+    ///     .collect();
+    /// token.cancel();
+    /// token.cancel(); // idempotent
+    /// assert!(waiters.into_iter().all(|w| w.join().unwrap()));
+    /// ```
     pub fn cancel(&self) {
         let mut cancelled = self.inner.cancelled.lock();
         *cancelled = true;
@@ -66,6 +106,18 @@ impl CancelToken {
     /// Sleeps for `timeout`, or less if the token is cancelled meanwhile.
     /// Returns whether it is cancelled: `f` can use this in place of
     /// `thread::sleep` and still stop promptly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    /// use std::time::Duration;
+    ///
+    /// let token = CancelToken::new();
+    /// assert!(!token.wait_timeout(Duration::ZERO), "not cancelled: false");
+    /// token.cancel();
+    /// assert!(token.wait_timeout(Duration::MAX), "cancelled: true, at once");
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.wait_deadline(deadline),
@@ -74,6 +126,18 @@ impl CancelToken {
     }
 
     /// Like [`wait_timeout`](Self::wait_timeout), until `deadline`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let token = CancelToken::new();
+    /// assert!(!token.wait_deadline(Instant::now()), "a deadline now returns at once");
+    /// token.cancel();
+    /// assert!(token.wait_deadline(Instant::now() + Duration::from_secs(3600)));
+    /// ```
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
         let mut cancelled = self.inner.cancelled.lock();
         while !*cancelled && Instant::now() < deadline {
@@ -83,6 +147,21 @@ impl CancelToken {
     }
 
     /// Blocks until the token is cancelled. Returns `true`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CancelToken;
+    /// use std::thread;
+    ///
+    /// let token = CancelToken::new();
+    /// let canceller = {
+    ///     let token = token.clone();
+    ///     thread::spawn(move || token.cancel())
+    /// };
+    /// assert!(token.wait());
+    /// canceller.join().unwrap();
+    /// ```
     pub fn wait(&self) -> bool {
         let mut cancelled = self.inner.cancelled.lock();
         while !*cancelled {

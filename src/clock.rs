@@ -74,11 +74,34 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock at time zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Clock, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// assert_eq!(clock.now(), Duration::ZERO);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Moves the clock forward by `by`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Clock, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let shared = clock.clone();
+    /// clock.advance(Duration::from_millis(1500));
+    /// shared.advance(Duration::from_millis(500));
+    /// assert_eq!(clock.now(), Duration::from_secs(2), "clones share one time");
+    /// ```
     pub fn advance(&self, by: Duration) {
         self.nanos.fetch_add(nanos(by), Ordering::SeqCst);
     }

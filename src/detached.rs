@@ -396,16 +396,8 @@ where
             // its value must not overtake the cancellation.
             let delivered = call.publish_error(Error::Cancelled);
             token.cancel();
-            if let Some(d) = delivered {
-                self.observer.ended(
-                    self.name,
-                    None,
-                    d.waiters,
-                    d.waiters,
-                    d.shared,
-                    Outcome::Cancelled,
-                );
-            }
+            self.observer
+                .ended_detached(self.name, None, delivered, Outcome::Cancelled);
         }
         true
     }
@@ -451,10 +443,8 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
             }
         };
         // `None`: cancelled earlier, and reported then.
-        if let Some(d) = delivered {
-            self.observer
-                .ended(self.name, start, d.waiters, d.waiters, d.shared, outcome);
-        }
+        self.observer
+            .ended_detached(self.name, start, delivered, outcome);
     }
 }
 
@@ -499,15 +489,8 @@ impl<K, V, F> Runner<K, V, F> {
         let table = self.shards[self.index].table.lock();
         let _ = finish(table, self.hash, self.id, Outcome::Error);
         self.token.cancel();
-        if let Some(d) = self.call.publish_error(Error::Spawn(Shared::new(cause))) {
-            self.observer.ended(
-                self.name,
-                None,
-                d.waiters,
-                d.waiters,
-                d.shared,
-                Outcome::Error,
-            );
-        }
+        let delivered = self.call.publish_error(Error::Spawn(Shared::new(cause)));
+        self.observer
+            .ended_detached(self.name, None, delivered, Outcome::Error);
     }
 }

@@ -63,12 +63,41 @@ impl LeaderPanicked {
 
     /// The leader's panic message (`"a panic payload that is not a string"`
     /// when it panicked with some other payload type).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Error, Group};
+    /// use std::time::Duration;
+    ///
+    /// let group: Group<String, u32> = Group::new();
+    /// let r = group.work_timeout("k", Duration::from_secs(5), |_| panic!("backend down"));
+    /// assert!(matches!(&r, Err(Error::Panicked(c)) if c.message() == "backend down"));
+    /// let r = group.work_timeout("k", Duration::from_secs(5), |_| std::panic::panic_any(7));
+    /// let text = "a panic payload that is not a string";
+    /// assert!(matches!(&r, Err(Error::Panicked(c)) if c.message() == text));
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The name of the group, if it was given one with
     /// [`GroupBuilder::name`](crate::GroupBuilder::name).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{Error, Group};
+    /// use std::time::Duration;
+    ///
+    /// let group: Group<String, u32> = Group::builder().name("users").build();
+    /// let r = group.work_timeout("k", Duration::from_secs(5), |_| panic!("backend down"));
+    /// assert!(matches!(&r, Err(Error::Panicked(c)) if c.group() == Some("users")));
+    /// assert_eq!(
+    ///     r.unwrap_err().to_string(),
+    ///     "the leader of a flight in group `users` panicked: backend down"
+    /// );
+    /// ```
     pub fn group(&self) -> Option<&'static str> {
         self.group
     }
@@ -146,6 +175,21 @@ impl ConfigError {
     }
 
     /// The builder method whose value was refused, e.g. `"max_entries"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let err = TtlCache::<String, u8>::builder()
+    ///     .ttl(Duration::from_secs(1))
+    ///     .max_entries(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), "max_entries");
+    /// assert_eq!(err.to_string(), "invalid TtlCache setting `max_entries`: must be at least 1");
+    /// ```
     pub fn setting(&self) -> &'static str {
         self.setting
     }

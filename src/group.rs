@@ -128,6 +128,20 @@ impl<V> Observer<V> {
         }
     }
 
+    /// [`ended`](Self::ended) for a detached or cancelled flight, whose
+    /// every caller was a waiter.
+    pub(crate) fn ended_detached(
+        &self,
+        name: Option<&'static str>,
+        start: Option<Instant>,
+        delivered: Option<Delivered>,
+        outcome: Outcome,
+    ) {
+        if let Some(d) = delivered {
+            self.ended(name, start, d.waiters, d.waiters, d.shared, outcome);
+        }
+    }
+
     #[inline]
     pub(crate) fn joined(&self, name: Option<&'static str>) {
         if let Some(m) = &self.metrics {
@@ -224,6 +238,16 @@ impl<K, V> Default for Group<K, V> {
 
 impl<K, V, S> Group<K, V, S> {
     /// The name given with [`GroupBuilder::name`], if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let named: Group<String, u32> = Group::builder().name("users").build();
+    /// assert_eq!(named.name(), Some("users"));
+    /// assert_eq!(Group::<String, u32>::new().name(), None);
+    /// ```
     pub fn name(&self) -> Option<&'static str> {
         self.name
     }
@@ -746,6 +770,16 @@ pub struct GroupBuilder<K, V, S = RandomState> {
 impl<K, V, S> GroupBuilder<K, V, S> {
     /// A label for panic messages, errors and metrics. Never a key: keys are
     /// unbounded, names are not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let group: Group<String, u32> = Group::builder().name("users").build();
+    /// assert_eq!(group.name(), Some("users"));
+    /// assert!(format!("{group:?}").contains(r#"name: Some("users")"#));
+    /// ```
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = Some(name);
         self
@@ -753,6 +787,18 @@ impl<K, V, S> GroupBuilder<K, V, S> {
 
     /// The hasher that picks a key's shard and bucket (default:
     /// [`RandomState`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    /// use std::hash::{BuildHasherDefault, DefaultHasher};
+    ///
+    /// let group: Group<String, u32, BuildHasherDefault<DefaultHasher>> =
+    ///     Group::builder().hasher(BuildHasherDefault::default()).build();
+    /// assert_eq!(group.work("k", || 1), 1);
+    /// assert_eq!(group.stats().calls, 1);
+    /// ```
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> GroupBuilder<K, V, S2> {
         GroupBuilder {
             name: self.name,
@@ -770,6 +816,16 @@ impl<K, V, S> GroupBuilder<K, V, S> {
     /// # Panics
     ///
     /// If `shards` is 0 or above 65,536.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let group: Group<u64, u64> = Group::builder().shards(3).build();
+    /// assert!(format!("{group:?}").contains("shards: 4"), "rounded up to a power of two");
+    /// assert!(std::panic::catch_unwind(|| Group::<u64, u64>::builder().shards(0)).is_err());
+    /// ```
     pub fn shards(mut self, shards: usize) -> Self {
         assert!(
             (1..=1 << 16).contains(&shards),
@@ -782,6 +838,27 @@ impl<K, V, S> GroupBuilder<K, V, S> {
     /// An observer told of every flight's end and every waiter (see
     /// [`Metrics`]). Without one, the group reads no clock and allocates
     /// nothing for metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{FlightEnd, Group, Metrics};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Flights(AtomicUsize);
+    /// impl Metrics for Flights {
+    ///     fn flight_ended(&self, _group: Option<&'static str>, _flight: &FlightEnd) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let flights = Arc::new(Flights::default());
+    /// let group: Group<String, u32> = Group::builder().metrics(flights.clone()).build();
+    /// group.work("k", || 1);
+    /// assert_eq!(flights.0.load(Ordering::Relaxed), 1);
+    /// ```
     pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self {
         self.observer.metrics = Some(metrics);
         self
@@ -807,6 +884,16 @@ impl<K, V, S> GroupBuilder<K, V, S> {
     }
 
     /// Makes the group.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Group;
+    ///
+    /// let group: Group<String, u32> = Group::builder().build();
+    /// assert_eq!((group.name(), group.in_flight()), (None, 0));
+    /// assert_eq!(group.work("k", || 1), 1);
+    /// ```
     pub fn build(self) -> Group<K, V, S> {
         let count = self.shards.unwrap_or_else(sync::default_shards);
         let shards = (0..count)

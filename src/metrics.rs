@@ -121,6 +121,15 @@ pub enum Outcome {
 impl Outcome {
     /// A short lowercase name, for labels: `value`, `error`, `panic`,
     /// `cancelled`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::Outcome;
+    ///
+    /// assert_eq!(Outcome::Value.as_str(), "value");
+    /// assert_eq!(Outcome::Cancelled.as_str(), "cancelled");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Value => "value",
@@ -172,6 +181,15 @@ pub enum CacheEvent {
 impl CacheEvent {
     /// A short lowercase name, for labels: `hit`, `stale`, `miss`,
     /// `eviction`, `expiration`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::CacheEvent;
+    ///
+    /// assert_eq!(CacheEvent::StaleHit.as_str(), "stale");
+    /// assert_eq!(CacheEvent::Miss.as_str(), "miss");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             CacheEvent::Hit => "hit",

@@ -167,6 +167,23 @@ impl PrometheusMetrics {
     ///
     /// As [`new`](Self::new), and [`PrometheusError::Registry`] for buckets
     /// that are not increasing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus::{Registry, TextEncoder};
+    /// use singleflight_sync::{Group, PrometheusError, PrometheusMetrics};
+    /// use std::sync::Arc;
+    ///
+    /// let registry = Registry::new();
+    /// let bad = PrometheusMetrics::with_buckets(&registry, "reports", vec![1.0, 0.5]);
+    /// assert!(matches!(bad, Err(PrometheusError::Registry(_))), "nothing registered");
+    /// let metrics = PrometheusMetrics::with_buckets(&registry, "reports", vec![1.0, 30.0]).unwrap();
+    /// let group: Group<String, u32> = Group::builder().name("reports").metrics(Arc::new(metrics)).build();
+    /// group.work("q1", || 1);
+    /// let text = TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+    /// assert!(text.contains(r#"singleflight_duration_seconds_bucket{group="reports",shared="false",le="30"} 1"#));
+    /// ```
     pub fn with_buckets(
         registry: &Registry,
         group: &'static str,
@@ -201,6 +218,17 @@ impl PrometheusMetrics {
     }
 
     /// The group name the samples are labelled with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use prometheus::Registry;
+    /// use singleflight_sync::PrometheusMetrics;
+    ///
+    /// let registry = Registry::new();
+    /// let metrics = PrometheusMetrics::new(&registry, "users").unwrap();
+    /// assert_eq!(metrics.group(), "users");
+    /// ```
     pub fn group(&self) -> &'static str {
         self.group
     }

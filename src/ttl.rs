@@ -119,6 +119,17 @@ impl<K, V> TtlCache<K, V> {
     /// # Panics
     ///
     /// If `ttl` is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// assert_eq!(cache.get_or_load("k", || 1), 1);
+    /// assert!(std::panic::catch_unwind(|| TtlCache::<String, u32>::new(Duration::ZERO)).is_err());
+    /// ```
     pub fn new(ttl: Duration) -> Self {
         Self::builder()
             .ttl(ttl)
@@ -127,6 +138,22 @@ impl<K, V> TtlCache<K, V> {
     }
 
     /// Starts a [`TtlCacheBuilder`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .max_entries(1_000)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.get_or_load("k", || 1), 1);
+    /// // The TTL has no default.
+    /// assert_eq!(TtlCache::<String, u32>::builder().build().unwrap_err().setting(), "ttl");
+    /// ```
     pub fn builder() -> TtlCacheBuilder<K, V> {
         TtlCacheBuilder {
             ttl: None,
@@ -268,7 +295,29 @@ where
         }
     }
 
-    /// Stores `value` for `key` with the default TTL (and jitter).
+    /// Stores `value` for `key` with the default TTL (and jitter), replacing
+    /// any entry for it. Like a load's value, a new key is subject to
+    /// admission when its shard is full: it is kept only if asked for more
+    /// often than the entry it would evict.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("k".to_string(), 1);
+    /// cache.insert("k".to_string(), 2);
+    /// assert_eq!(cache.get_or_load("k", || unreachable!()), 2);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.get("k"), None);
+    /// ```
     pub fn insert(&self, key: K, value: V)
     where
         K: Hash,
@@ -276,7 +325,26 @@ where
         self.insert_with_ttl(key, value, Duration::from_nanos(self.inner.ttl));
     }
 
-    /// Stores `value` for `key`, to expire after `ttl` (and jitter).
+    /// Stores `value` for `key`, to expire after `ttl` (and jitter); as
+    /// [`insert`](Self::insert) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert_with_ttl("short".to_string(), 1, Duration::from_secs(5));
+    /// cache.insert("long".to_string(), 2);
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!((cache.get("short"), cache.get("long")), (None, Some(2)));
+    /// ```
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration)
     where
         K: Hash,
@@ -300,6 +368,24 @@ where
     ///
     /// A load of another key in the same shard that is running now also
     /// leaves its value out: a rare, harmless miss later, never a stale hit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// cache.insert("k".to_string(), 1);
+    /// assert!(cache.invalidate("k"));
+    /// assert!(!cache.invalidate("k"), "already gone");
+    /// // Invalidated while loading: the caller gets the value, the cache does not.
+    /// let v = cache.get_or_load("k", || {
+    ///     cache.invalidate("k");
+    ///     2
+    /// });
+    /// assert_eq!((v, cache.get("k")), (2, None));
+    /// ```
     pub fn invalidate<Q>(&self, key: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -315,6 +401,24 @@ where
     }
 
     /// Removes every entry; loads running now leave their values out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// cache.insert("a".to_string(), 1);
+    /// cache.insert("b".to_string(), 2);
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// let v = cache.get_or_load("a", || {
+    ///     cache.clear();
+    ///     3
+    /// });
+    /// assert_eq!((v, cache.get("a")), (3, None), "a load running during clear is not kept");
+    /// ```
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
             let gone = shard.store.lock().clear();
@@ -325,6 +429,30 @@ where
 
     /// How many callers are waiting for the load of `key` that is running now
     /// (0 when none is).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// assert_eq!(cache.waiters("k"), 0);
+    /// // Whichever caller loads waits for the other to join its load.
+    /// let load = || {
+    ///     cache.get_or_load("k", || {
+    ///         while cache.waiters("k") == 0 {
+    ///             std::thread::yield_now();
+    ///         }
+    ///         7
+    ///     })
+    /// };
+    /// std::thread::scope(|s| {
+    ///     let other = s.spawn(load);
+    ///     assert_eq!((load(), other.join().unwrap()), (7, 7));
+    /// });
+    /// assert_eq!(cache.stats().loads, 1);
+    /// ```
     pub fn waiters<Q>(&self, key: &Q) -> usize
     where
         K: Borrow<Q>,
@@ -354,11 +482,43 @@ where
     }
 
     /// The number of entries held, expired ones not yet reclaimed included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("a".to_string(), 1);
+    /// cache.insert("b".to_string(), 2);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.len(), 2, "expired, not yet reclaimed");
+    /// assert_eq!(cache.get("a"), None);
+    /// assert_eq!(cache.len(), 1, "the lookup reclaimed `a`");
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.shards.iter().map(|s| s.store.lock().len()).sum()
     }
 
     /// Whether [`len`](Self::len) is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// assert!(cache.is_empty());
+    /// cache.insert("k".to_string(), 1);
+    /// assert!(!cache.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -411,6 +571,25 @@ where
     /// # Panics
     ///
     /// As [`get_or_load`](Self::get_or_load).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let ttl = Duration::from_secs(1);
+    /// assert_eq!(cache.get_or_load_with_ttl("hot", ttl, || 1), 1);
+    /// assert_eq!(cache.get_or_load_with_ttl("hot", ttl, || 2), 1);
+    /// clock.advance(ttl);
+    /// assert_eq!(cache.get_or_load_with_ttl("hot", ttl, || 3), 3, "expired: loaded again");
+    /// ```
     #[track_caller]
     pub fn get_or_load_with_ttl<Q>(&self, key: &Q, ttl: Duration, f: impl FnOnce() -> V) -> V
     where
@@ -578,6 +757,28 @@ where
     /// As [`get_or_load`](Self::get_or_load) for a miss. A refresh that
     /// panics keeps the current value (the panic stays on the spawner's
     /// thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .refresh_after(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.get_or_load_detached("k", || 1), 1, "a miss loads here");
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get_or_load_detached("k", || 2), 1, "stale: served, refresh started");
+    /// // The refresh runs on a thread of its own.
+    /// while cache.get("k") != Some(2) {
+    ///     std::thread::yield_now();
+    /// }
+    /// ```
     pub fn get_or_load_detached<Q, F>(&self, key: &Q, f: F) -> V
     where
         K: Borrow<Q>,
@@ -851,6 +1052,18 @@ pub struct TtlCacheBuilder<K, V, S = RandomState> {
 
 impl<K, V, S> TtlCacheBuilder<K, V, S> {
     /// The default time an entry lives (required; not zero).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::builder().ttl(Duration::from_secs(60)).build().unwrap();
+    /// assert!(format!("{cache:?}").contains("ttl: 60s"));
+    /// let zero = TtlCache::<String, u32>::builder().ttl(Duration::ZERO).build();
+    /// assert_eq!(zero.unwrap_err().setting(), "ttl");
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -858,6 +1071,23 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// The most entries the cache holds (default
     /// [`DEFAULT_MAX_ENTRIES`]; at least 1).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<u32, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .max_entries(100)
+    ///     .build()
+    ///     .unwrap();
+    /// for k in 0..1_000 {
+    ///     cache.insert(k, k);
+    /// }
+    /// assert!(cache.len() <= 100);
+    /// ```
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries;
         self
@@ -865,6 +1095,26 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Shortens each value's TTL by a random fraction of up to `jitter` (in
     /// `0.0..1.0`; default 0), so entries loaded together expire apart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<u32, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(100))
+    ///     .jitter(0.5)
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// (0..10).for_each(|k| cache.insert(k, k));
+    /// clock.advance(Duration::from_secs(49));
+    /// assert!((0..10).all(|k| cache.get(&k).is_some()), "each lives at least half the TTL");
+    /// clock.advance(Duration::from_secs(51));
+    /// assert!((0..10).all(|k| cache.get(&k).is_none()), "and never longer than the TTL");
+    /// ```
     pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;
         self
@@ -872,6 +1122,26 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Caches errors of [`TtlCache::try_get_or_load`] for `ttl` (negative
     /// caching; off by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .error_ttl(Duration::from_secs(5))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let down = Err("down".to_string());
+    /// assert_eq!(cache.try_get_or_load("k", || down.clone()), down);
+    /// assert_eq!(cache.try_get_or_load("k", || Ok(1)), down, "the error is cached");
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(cache.try_get_or_load::<_, String>("k", || Ok(2)), Ok(2), "expired");
+    /// ```
     pub fn error_ttl(mut self, ttl: Duration) -> Self {
         self.error_ttl = Some(ttl);
         self
@@ -879,6 +1149,26 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Refreshes an entry this long after it was loaded, while serving the
     /// current value (stale-while-revalidate). Must be below the TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .refresh_after(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.get_or_load("k", || 1);
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get("k"), Some(1), "`get` serves it and never refreshes");
+    /// assert_eq!(cache.get_or_load("k", || 2), 2, "the first loading caller refreshes");
+    /// assert_eq!(cache.stats().refreshes, 1);
+    /// ```
     pub fn refresh_after(mut self, after: Duration) -> Self {
         self.refresh_after = Some(after);
         self
@@ -886,12 +1176,52 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Refreshes early, at random, by the XFetch rule with this `beta` (1.0
     /// is the usual choice; larger refreshes earlier; off by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .early_refresh(1.0)
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.get_or_load("k", || {
+    ///     clock.advance(Duration::from_secs(10)); // a slow load
+    ///     1
+    /// });
+    /// clock.advance(Duration::from_secs(59)); // 1 s before expiry
+    /// // Each caller refreshes with a chance of 1 - e^(-1 s / (10 s * beta)), 90% here.
+    /// (0..20).for_each(|_| drop(cache.get_or_load("k", || 2)));
+    /// assert_eq!((cache.get("k"), cache.stats().refreshes), (Some(2), 1));
+    /// ```
     pub fn early_refresh(mut self, beta: f64) -> Self {
         self.beta = Some(beta);
         self
     }
 
     /// The clock that decides expiry (default [`SystemClock`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(10))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("k".to_string(), 1);
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(cache.get("k"), None, "expired by the manual clock, with no sleep");
+    /// ```
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Box::new(clock));
         self
@@ -899,6 +1229,31 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Where [`TtlCache::get_or_load_detached`] runs refreshes; see
     /// [`GroupBuilder::spawner`].
+    ///
+    /// # Examples
+    ///
+    /// A hook that queues refreshes, run here when the caller chooses:
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    ///
+    /// let (queue, jobs) = mpsc::channel();
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .refresh_after(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .spawner(move |job| queue.send(job).map_err(|_| std::io::Error::other("closed")))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.get_or_load_detached("k", || 1);
+    /// clock.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get_or_load_detached("k", || 2), 1, "served; the refresh is queued");
+    /// jobs.recv().unwrap()();
+    /// assert_eq!(cache.get("k"), Some(2));
+    /// ```
     pub fn spawner<F>(mut self, spawner: F) -> Self
     where
         F: Fn(Job) -> io::Result<()> + Send + Sync + 'static,
@@ -908,6 +1263,20 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     }
 
     /// A label for panic messages and metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .name("users")
+    ///     .ttl(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(format!("{cache:?}").contains(r#"name: Some("users")"#));
+    /// ```
     pub fn name(mut self, name: &'static str) -> Self {
         self.group = self.group.name(name);
         self.name = Some(name);
@@ -916,6 +1285,32 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// An observer told of every lookup's result, every eviction and
     /// expiry, and every load's flight (see [`Metrics`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{CacheEvent, Metrics, TtlCache};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Events(Mutex<Vec<&'static str>>);
+    /// impl Metrics for Events {
+    ///     fn cache_event(&self, _group: Option<&'static str>, event: CacheEvent) {
+    ///         self.0.lock().unwrap().push(event.as_str());
+    ///     }
+    /// }
+    ///
+    /// let events = Arc::new(Events::default());
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .metrics(events.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.get_or_load("k", || 1);
+    /// cache.get_or_load("k", || 1);
+    /// assert_eq!(*events.0.lock().unwrap(), ["miss", "hit"]);
+    /// ```
     pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self {
         self.group = self.group.metrics(metrics.clone());
         self.metrics = Some(metrics);
@@ -923,6 +1318,21 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     }
 
     /// The hasher for keys (default [`RandomState`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::hash::{BuildHasherDefault, DefaultHasher};
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32, BuildHasherDefault<DefaultHasher>> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .hasher(BuildHasherDefault::default())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.get_or_load("k", || 1), 1);
+    /// ```
     pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> TtlCacheBuilder<K, V, S2> {
         TtlCacheBuilder {
             ttl: self.ttl,
@@ -946,6 +1356,22 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     /// `max_entries` is 0, `jitter` is outside `0.0..1.0`, `error_ttl` is
     /// zero, `refresh_after` is zero or not below the TTL, or the
     /// `early_refresh` beta is negative or not a number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let ok = TtlCache::<String, u32>::builder().ttl(Duration::from_secs(60)).build();
+    /// assert!(ok.unwrap().is_empty());
+    /// let err = TtlCache::<String, u32>::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .jitter(1.0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), "jitter");
+    /// ```
     pub fn build(self) -> Result<TtlCache<K, V, S>, ConfigError> {
         let ttl = match self.ttl {
             None => {
