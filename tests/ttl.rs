@@ -32,7 +32,7 @@ fn concurrent_misses_load_once() {
         let start = Arc::new(Barrier::new(CALLERS));
         let handles: Vec<_> = (0..CALLERS)
             .map(|_| {
-                let (cache, loads, start) = (cache.clone(), cache_loads(&loads), start.clone());
+                let (cache, loads, start) = (cache.clone(), loads.clone(), start.clone());
                 thread::spawn(move || {
                     start.wait();
                     cache.get_or_load("k", || {
@@ -49,10 +49,6 @@ fn concurrent_misses_load_once() {
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.get("k"), Some(7));
     });
-}
-
-fn cache_loads(loads: &Arc<AtomicUsize>) -> Arc<AtomicUsize> {
-    loads.clone()
 }
 
 /// A key whose second `hash` call (the one a missing caller makes on its way
