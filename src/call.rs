@@ -14,6 +14,9 @@ use crate::group::Flight;
 use crate::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+/// A caught panic's payload.
+type Payload = Box<dyn std::any::Any + Send>;
+
 /// What a `do_chan` receiver gets.
 pub(crate) type Reply<V> = Result<Flight<V>, Error>;
 
@@ -92,6 +95,12 @@ impl<V> Call<V> {
         state.replies.push((reply, leader));
     }
 
+    /// Every caller that shared the flight so far, its leader or starter
+    /// included.
+    pub(crate) fn joined(&self) -> usize {
+        self.state.lock().joined as usize
+    }
+
     /// How many waiters have not taken the outcome yet.
     pub(crate) fn waiting(&self) -> usize {
         self.state.lock().waiting as usize
@@ -105,11 +114,7 @@ impl<V> Call<V> {
             return None;
         }
         let delivered = state.delivered();
-        for (reply, _) in std::mem::take(&mut state.replies) {
-            state.waiting -= 1;
-            let _ = reply.send(Err(error.clone()));
-        }
-        state.outcome = Outcome::Failed(Box::new(error));
+        state.fail(error);
         // Notify under the lock: a waiter tests `outcome` under this same
         // lock before each wait, so it either sees the outcome or is parked
         // already and gets this wakeup.
@@ -123,13 +128,17 @@ impl<V: Clone> Call<V> {
     /// waiter to take it moves it, so `n` waiters cost `n - 1` clones. With
     /// nobody left, or an outcome already published (a cancelled flight), it
     /// is dropped here.
-    pub(crate) fn publish_owned(&self, value: V) -> Option<Delivered> {
+    ///
+    /// If `V::clone` panics while copies are made, the waiters not yet served
+    /// get [`Error::Panicked`]; the panic is not resumed (this runs on a
+    /// spawner's thread, which a panic could take down).
+    pub(crate) fn publish_owned(&self, value: V, group: Option<&'static str>) -> Option<Delivered> {
         let mut state = self.state.lock();
         if !matches!(state.outcome, Outcome::Pending) {
             return None;
         }
         let delivered = state.delivered();
-        state.hand_out(value);
+        let _ = state.hand_out(value, group);
         self.done.notify_all();
         Some(delivered)
     }
@@ -147,8 +156,12 @@ impl<V: Clone> Call<V> {
         }
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone())) {
             Ok(copy) => {
-                state.hand_out(copy);
+                let failed = state.hand_out(copy, group);
                 self.done.notify_all();
+                drop(state);
+                if let Err(payload) = failed {
+                    std::panic::resume_unwind(payload);
+                }
                 delivered
             }
             Err(payload) => {
@@ -192,6 +205,16 @@ impl<V: Clone> Call<V> {
 }
 
 impl<V> State<V> {
+    /// Settles the outcome as `error`: sent to every reply, left for every
+    /// blocked waiter.
+    fn fail(&mut self, error: Error) {
+        for (reply, _) in std::mem::take(&mut self.replies) {
+            self.waiting -= 1;
+            let _ = reply.send(Err(error.clone()));
+        }
+        self.outcome = Outcome::Failed(Box::new(error));
+    }
+
     fn delivered(&self) -> Delivered {
         Delivered {
             waiters: self.waiting as usize,
@@ -203,18 +226,32 @@ impl<V> State<V> {
 impl<V: Clone> State<V> {
     /// Sends the replies, then leaves the value for the blocked waiters. The
     /// last waiter served gets `value` itself; every other one a clone.
-    fn hand_out(&mut self, value: V) {
+    ///
+    /// A `V::clone` that panics fails every waiter not yet served with
+    /// [`Error::Panicked`] and hands back the panic's payload.
+    fn hand_out(&mut self, value: V, group: Option<&'static str>) -> Result<(), Payload> {
         let shared = self.joined > 1;
         let mut value = Some(value);
-        for (reply, leader) in std::mem::take(&mut self.replies) {
+        let mut replies = std::mem::take(&mut self.replies).into_iter();
+        while let Some((reply, leader)) = replies.next() {
             self.waiting -= 1;
             let v = if self.waiting == 0 {
                 value.take().expect("only the last waiter moves the value")
             } else {
-                value
+                let original = value
                     .as_ref()
-                    .expect("the value stays until the last waiter")
-                    .clone()
+                    .expect("the value stays until the last waiter");
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| original.clone())) {
+                    Ok(copy) => copy,
+                    Err(payload) => {
+                        let cause = LeaderPanicked::from_payload(&*payload, group);
+                        let error = Error::Panicked(cause);
+                        let _ = reply.send(Err(error.clone()));
+                        self.replies = replies.collect();
+                        self.fail(error);
+                        return Err(payload);
+                    }
+                }
             };
             // A dropped receiver drops its copy here, once.
             let _ = reply.send(Ok(Flight {
@@ -227,6 +264,7 @@ impl<V: Clone> State<V> {
             Some(v) if self.waiting > 0 => Outcome::Value(v),
             _ => Outcome::Taken,
         };
+        Ok(())
     }
 
     /// One waiter's share: the first waiters clone, the last one moves.

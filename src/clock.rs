@@ -103,7 +103,17 @@ impl ManualClock {
     /// assert_eq!(clock.now(), Duration::from_secs(2), "clones share one time");
     /// ```
     pub fn advance(&self, by: Duration) {
-        self.nanos.fetch_add(nanos(by), Ordering::SeqCst);
+        // Saturating, so the clock can never wrap and run backwards.
+        let by = nanos(by);
+        let mut now = self.nanos.load(Ordering::SeqCst);
+        while let Err(seen) = self.nanos.compare_exchange(
+            now,
+            now.saturating_add(by),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            now = seen;
+        }
     }
 }
 

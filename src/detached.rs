@@ -277,8 +277,8 @@ where
         }
         let call = Arc::new(Call::new(0));
         call.join_reply(tx, true);
-        self.observer.joined(self.name);
         self.start(table, index, hash, key, call, f);
+        self.observer.joined(self.name);
         rx
     }
 
@@ -389,12 +389,14 @@ where
         };
         entry.released = true;
         let detached = entry.token.clone().zip(entry.call.clone());
-        table.counts.cancellations += u64::from(detached.is_some());
-        drop(table);
         if let Some((token, call)) = detached {
-            // Outcome first: once `f` sees the token it may end at once, and
-            // its value must not overtake the cancellation.
+            // Outcome first, under the shard lock (the order is shard, then
+            // call): once `f` sees the token it may end at once, and its
+            // value must not overtake the cancellation. A flight whose value
+            // was already published is released but not counted cancelled.
             let delivered = call.publish_error(Error::Cancelled);
+            table.counts.cancellations += u64::from(delivered.is_some());
+            drop(table);
             token.cancel();
             self.observer
                 .ended_detached(self.name, None, delivered, Outcome::Cancelled);
@@ -436,7 +438,7 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
         // Out of the map first, so no caller joins once the outcome is set.
         let _ = finish(shard.table.lock(), self.hash, self.id, outcome);
         let delivered = match result {
-            Ok(value) => self.call.publish_owned(value),
+            Ok(value) => self.call.publish_owned(value, self.name),
             Err(payload) => {
                 let cause = LeaderPanicked::from_payload(&*payload, self.name);
                 self.call.publish_error(Error::Panicked(cause))

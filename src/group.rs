@@ -64,9 +64,10 @@ pub struct Group<K, V, S = RandomState> {
     /// Shared so a detached flight's runner can take its entry out of the map
     /// when it ends, whichever thread it runs on.
     pub(crate) shards: Shared<[Shard<K, V>]>,
-    /// `hash >> shift` picks the shard: high bits, which hashbrown does not
-    /// use for the bucket index within a shard.
-    shift: u32,
+    /// `(hash >> 32) & mask` picks the shard: middle bits, which hashbrown
+    /// uses neither for a bucket index (low bits) nor for its tags (the top
+    /// seven), so sharding costs the tables nothing.
+    mask: usize,
     hasher: S,
     pub(crate) name: Option<&'static str>,
     pub(crate) spawner: Spawner,
@@ -95,10 +96,15 @@ impl<V> Observer<V> {
         self.metrics.as_ref().map(|_| Instant::now())
     }
 
+    /// How a value counts. A panicking `error_if` counts it as a value: it
+    /// must not keep the flight from ending.
     #[inline]
     pub(crate) fn outcome(&self, value: &V) -> Outcome {
-        match self.error_if {
-            Some(is_error) if is_error(value) => Outcome::Error,
+        let Some(is_error) = self.error_if else {
+            return Outcome::Value;
+        };
+        match panic::catch_unwind(AssertUnwindSafe(|| is_error(value))) {
+            Ok(true) => Outcome::Error,
             _ => Outcome::Value,
         }
     }
@@ -297,8 +303,7 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
     #[inline]
     pub(crate) fn locate<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, usize) {
         let hash = self.hasher.hash_one(key);
-        // `shift` is 64 for a single shard; `checked_shr` maps that to 0.
-        (hash, hash.checked_shr(self.shift).unwrap_or(0) as usize)
+        (hash, (hash >> 32) as usize & self.mask)
     }
 
     /// How many callers are waiting for the running flight for `key` (0 when
@@ -368,7 +373,11 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.release_if(key, |entry| entry.call.is_none())
+        // A detached flight's starter is counted in its call: it is not a
+        // follower, so such a flight is unshared while `joined` is 1.
+        self.release_if(key, |entry| {
+            entry.call.as_ref().is_none_or(|call| call.joined() <= 1)
+        })
     }
 
     /// Releases every joinable flight (for `TtlCache::clear`).
@@ -866,7 +875,8 @@ impl<K, V, S> GroupBuilder<K, V, S> {
 
     /// How to tell an error from a value, for [`Stats::errors`] and the
     /// observer's [`Outcome::Error`]: for `V = Result<T, E>`, pass
-    /// `Result::is_err`. Default: no value is an error.
+    /// `Result::is_err`. Default: no value is an error. If `is_error`
+    /// panics, the value counts as a value (the flight still ends normally).
     ///
     /// # Examples
     ///
@@ -907,7 +917,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
             .collect();
         Group {
             shards,
-            shift: 64 - count.trailing_zeros(),
+            mask: count - 1,
             hasher: self.hasher,
             name: self.name,
             spawner: self.spawner,

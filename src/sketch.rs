@@ -23,12 +23,15 @@ const MAX: u8 = 15;
 impl Sketch {
     /// A sketch for a shard that holds about `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
-        let blocks = capacity.div_ceil(8).max(1).next_power_of_two();
+        // Capped at 8 MiB a shard: past a million entries a shard, a larger
+        // sketch buys little accuracy, and a huge `max_entries` must not
+        // allocate (or overflow) up front.
+        let blocks = capacity.div_ceil(8).clamp(1, 1 << 17).next_power_of_two();
         Sketch {
             blocks: vec![[0; 64]; blocks].into_boxed_slice(),
             mask: blocks as u64 - 1,
             additions: 0,
-            sample: capacity.max(16).saturating_mul(10),
+            sample: capacity.clamp(16, 1 << 20).saturating_mul(10),
         }
     }
 

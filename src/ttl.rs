@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::{CacheEvent, Metrics, Stats};
 use crate::store::{AnyError, Cached, Slot, Store};
-use crate::sync::{self, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, Shared};
+use crate::sync::{self, Condvar, Mutex, MutexGuard, Shared};
 
 /// What a load flight hands its callers: the value, or the loader's error.
 type Loaded<V> = Result<V, AnyError>;
@@ -59,7 +59,8 @@ pub struct TtlCache<K, V, S = RandomState> {
 
 struct Inner<K, V> {
     shards: Box<[CacheShard<K, V>]>,
-    shift: u32,
+    /// Picks the shard from the same middle hash bits as the group does.
+    mask: usize,
     clock: ClockSource,
     ttl: u64,
     error_ttl: Option<u64>,
@@ -67,9 +68,9 @@ struct Inner<K, V> {
     jitter: f64,
     beta: Option<f64>,
     /// Detached refreshes not yet finished; the cache's drop waits for them.
-    jobs: Mutex<usize>,
-    jobs_done: Condvar,
-    closed: AtomicUsize,
+    /// Detached refresh loaders running now; the cache's drop waits for them.
+    loaders: Mutex<Loaders>,
+    loaders_done: Condvar,
     metrics: Option<Shared<dyn Metrics>>,
     name: Option<&'static str>,
 }
@@ -181,7 +182,7 @@ where
 {
     #[inline]
     fn shard(&self, hash: u64) -> &Mutex<Store<K, V>> {
-        let index = hash.checked_shr(self.inner.shift).unwrap_or(0) as usize;
+        let index = (hash >> 32) as usize & self.inner.mask;
         &self.inner.shards[index].store
     }
 
@@ -728,8 +729,9 @@ where
                 Err(e) => {
                     shard.lock().counts.load_errors += 1;
                     match self.inner.error_ttl {
-                        Some(error_ttl) => (Cached::Error(e.clone()), error_ttl),
-                        None => return loaded,
+                        // A failed refresh keeps the current value.
+                        Some(error_ttl) if !refresh => (Cached::Error(e.clone()), error_ttl),
+                        _ => return loaded,
                     }
                 }
             };
@@ -803,16 +805,14 @@ where
         F: FnOnce() -> V + Send + 'static,
     {
         let flag = RefreshFlag::new(&self.inner, hash, stamp);
-        let ticket = Ticket::new(&self.inner);
         let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
         // The receiver is dropped at once: nobody waits, the flight goes on,
         // and its value is dropped after it is stored.
         drop(self.group.do_chan(key, move |_| {
-            let _ticket = ticket;
             let _flag = flag;
-            if inner.closed.load(Ordering::SeqCst) != 0 {
+            let Some(_running) = Running::enter(&inner) else {
                 return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
-            }
+            };
             let shard = inner.shard_of(hash);
             let generation = inner.load_started(shard);
             let start = inner.clock.now();
@@ -841,7 +841,7 @@ impl<K, V> Inner<K, V> {
     }
 
     fn shard_of(&self, hash: u64) -> &Mutex<Store<K, V>> {
-        let index = hash.checked_shr(self.shift).unwrap_or(0) as usize;
+        let index = (hash >> 32) as usize & self.mask;
         &self.shards[index].store
     }
 
@@ -961,34 +961,63 @@ impl<K, V> Drop for RefreshFlag<K, V> {
     }
 }
 
-/// Counts a detached refresh from its start until its closure is dropped
-/// (run or not), so the cache's drop can wait for it.
-struct Ticket<K, V>(Shared<Inner<K, V>>);
+#[derive(Default)]
+struct Loaders {
+    running: usize,
+    /// Set by the cache's drop: refreshes that have not started skip.
+    closed: bool,
+}
 
-impl<K, V> Ticket<K, V> {
-    fn new(inner: &Shared<Inner<K, V>>) -> Self {
-        *inner.jobs.lock() += 1;
-        Ticket(inner.clone())
+std::thread_local! {
+    /// The cache (its `Inner`'s address) whose refresh loader this thread is
+    /// running, if any, so that dropping that cache from inside the loader
+    /// does not wait for itself.
+    static LOADING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A detached refresh loader, counted while it runs.
+struct Running<K, V> {
+    inner: Shared<Inner<K, V>>,
+    outer: usize,
+}
+
+impl<K, V> Running<K, V> {
+    /// `None` once the cache is dropped: the refresh then skips its loader.
+    fn enter(inner: &Shared<Inner<K, V>>) -> Option<Self> {
+        let mut loaders = inner.loaders.lock();
+        if loaders.closed {
+            return None;
+        }
+        loaders.running += 1;
+        let outer = LOADING.with(|l| l.replace(Shared::as_ptr(inner) as usize));
+        Some(Running {
+            inner: inner.clone(),
+            outer,
+        })
     }
 }
 
-impl<K, V> Drop for Ticket<K, V> {
+impl<K, V> Drop for Running<K, V> {
     fn drop(&mut self) {
-        let mut jobs = self.0.jobs.lock();
-        *jobs -= 1;
-        self.0.jobs_done.notify_all();
+        LOADING.with(|l| l.set(self.outer));
+        let mut loaders = self.inner.loaders.lock();
+        loaders.running -= 1;
+        self.inner.loaders_done.notify_all();
     }
 }
 
 impl<K, V, S> Drop for TtlCache<K, V, S> {
-    /// Waits for the detached refreshes this cache started: one that has not
-    /// begun its loader skips it; one that has is waited for, since its
-    /// closure takes no cancel token. No thread it started outlives it.
+    /// Waits for the detached refresh loaders of this cache that are running
+    /// (their closures take no cancel token); a refresh that has not started
+    /// yet skips its loader, so no loader runs once the drop returns. A drop
+    /// from inside one of this cache's own refresh loaders (it held the last
+    /// handle) does not wait for that loader.
     fn drop(&mut self) {
-        self.inner.closed.store(1, Ordering::SeqCst);
-        let mut jobs = self.inner.jobs.lock();
-        while *jobs > 0 {
-            jobs = self.inner.jobs_done.wait(jobs);
+        let me = usize::from(LOADING.with(|l| l.get()) == Shared::as_ptr(&self.inner) as usize);
+        let mut loaders = self.inner.loaders.lock();
+        loaders.closed = true;
+        while loaders.running > me {
+            loaders = self.inner.loaders_done.wait(loaders);
         }
     }
 }
@@ -1428,7 +1457,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             .collect();
         let inner = Inner {
             shards,
-            shift: 64 - count.trailing_zeros(),
+            mask: count - 1,
             clock: match self.clock {
                 Some(clock) => ClockSource::Custom(clock),
                 None => ClockSource::System(SystemClock),
@@ -1438,9 +1467,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             refresh_after: self.refresh_after.map(nanos),
             jitter: self.jitter,
             beta: self.beta,
-            jobs: Mutex::new(0),
-            jobs_done: Condvar::new(),
-            closed: AtomicUsize::new(0),
+            loaders: Mutex::new(Loaders::default()),
+            loaders_done: Condvar::new(),
             metrics: self.metrics,
             name: self.name,
         };
