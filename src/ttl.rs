@@ -1124,6 +1124,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Shortens each value's TTL by a random fraction of up to `jitter` (in
     /// `0.0..1.0`; default 0), so entries loaded together expire apart.
+    /// With `refresh_after`, keep `ttl * (1 - jitter)` above it, or some
+    /// entries expire before their refresh is due.
     ///
     /// # Examples
     ///
