@@ -21,6 +21,10 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+#[path = "common/pair.rs"]
+mod pair_harness;
+use pair_harness::Pair;
 use parking_lot::{Condvar, Mutex};
 use singleflight_sync::Group;
 
@@ -92,84 +96,21 @@ impl singleflight_sync::Metrics for NoopMetrics {}
 // ---------------------------------------------------------------------------
 // 3. Two threads, each on its own keys: aggregate time per call.
 
-struct Pair<S> {
-    shared: Arc<PairShared<S>>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-struct PairShared<S> {
-    group: Group<u64, u64, S>,
-    /// The two workers and the bench thread.
-    start: Barrier,
-    done: Barrier,
-    stop: AtomicBool,
-    calls_each: AtomicU64,
-    /// Each worker's (first call began, last call ended).
-    spans: [Mutex<(Instant, Instant)>; 2],
-}
-
-impl<S: BuildHasher + Send + Sync + 'static> Pair<S> {
-    fn new(group: Group<u64, u64, S>) -> Self {
-        let now = Instant::now();
-        let shared = Arc::new(PairShared {
-            group,
-            start: Barrier::new(3),
-            done: Barrier::new(3),
-            stop: AtomicBool::new(false),
-            calls_each: AtomicU64::new(0),
-            spans: [Mutex::new((now, now)), Mutex::new((now, now))],
-        });
-        let workers = (0..2)
-            .map(|me| {
-                let s = Arc::clone(&shared);
-                spawn(move || {
-                    // Disjoint key ranges: worker 0 counts up from 0, worker
-                    // 1 from 2^63.
-                    let mut next = (me as u64) << 63;
-                    loop {
-                        s.start.wait();
-                        if s.stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let n = s.calls_each.load(Ordering::Relaxed);
-                        let began = Instant::now();
-                        for _ in 0..n {
-                            let k = next;
-                            next += 1;
-                            black_box(s.group.work(&k, || k));
-                        }
-                        *s.spans[me].lock() = (began, Instant::now());
-                        s.done.wait();
-                    }
-                })
-            })
-            .collect();
-        Pair { shared, workers }
-    }
-
-    /// Each worker makes `iters` calls; returns the time for `iters` calls
-    /// made by the pair as a whole, i.e. half the wall time (aggregate).
-    fn run(&self, iters: u64) -> Duration {
-        let s = &self.shared;
-        s.calls_each.store(iters, Ordering::Relaxed);
-        s.start.wait();
-        s.done.wait();
-        let (a, b) = (*s.spans[0].lock(), *s.spans[1].lock());
-        // From the first worker starting to the last one finishing: the
-        // barriers' wake-ups are not counted, any skew between them is.
-        let wall = a.1.max(b.1) - a.0.min(b.0);
-        wall / 2
-    }
-}
-
-impl<S> Drop for Pair<S> {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.start.wait();
-        for w in self.workers.drain(..) {
-            w.join().expect("a pair worker panicked");
+/// The two workers of `two_threads`, on disjoint key ranges: worker 0
+/// counts up from 0, worker 1 from 2^63.
+fn pair<S: BuildHasher + Send + Sync + 'static>(group: Group<u64, u64, S>) -> Pair {
+    let group = Arc::new(group);
+    Pair::new([0u64, 1].map(|me| {
+        let group = Arc::clone(&group);
+        let mut next = me << 63;
+        move |n: u64| {
+            for _ in 0..n {
+                let k = next;
+                next += 1;
+                black_box(group.work(&k, || k));
+            }
         }
-    }
+    }))
 }
 
 /// Hashes a `u64` key to itself, but for its top bit, which it moves to bit
@@ -205,7 +146,7 @@ fn two_threads(c: &mut Criterion) {
     // cache lines (no lock waits, but cross-core line transfers).
     let mut pair = None;
     bench.bench_function("distinct_keys", |b| {
-        let pair = pair.get_or_insert_with(|| Pair::new(Group::new()));
+        let pair = pair.get_or_insert_with(|| self::pair(Group::new()));
         b.iter_custom(|iters| pair.run(iters))
     });
     drop(pair);
@@ -216,7 +157,7 @@ fn two_threads(c: &mut Criterion) {
     let mut pair = None;
     bench.bench_function("disjoint_shards", |b| {
         let pair =
-            pair.get_or_insert_with(|| Pair::new(Group::builder().hasher(KeyIsHash).build()));
+            pair.get_or_insert_with(|| self::pair(Group::builder().hasher(KeyIsHash).build()));
         b.iter_custom(|iters| pair.run(iters))
     });
     drop(pair);

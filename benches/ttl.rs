@@ -29,10 +29,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
+
+#[path = "common/pair.rs"]
+mod pair_harness;
+use pair_harness::Pair;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use singleflight_sync::TtlCache;
@@ -235,84 +239,23 @@ fn hit_one_thread(c: &mut Criterion) {
     bench.finish();
 }
 
-struct Pair<C: Peer> {
-    shared: Arc<PairShared<C>>,
-    workers: Vec<JoinHandle<()>>,
-}
-
-struct PairShared<C> {
-    cache: C,
-    /// The two workers and the bench thread.
-    start: Barrier,
-    done: Barrier,
-    stop: AtomicBool,
-    hits_each: AtomicU64,
-    /// Each worker's (first hit began, last hit ended).
-    spans: [Mutex<(Instant, Instant)>; 2],
-}
-
-impl<C: Peer> Pair<C> {
-    fn new(cache: C) -> Self {
-        let now = Instant::now();
-        let shared = Arc::new(PairShared {
-            cache,
-            start: Barrier::new(3),
-            done: Barrier::new(3),
-            stop: AtomicBool::new(false),
-            hits_each: AtomicU64::new(0),
-            spans: [Mutex::new((now, now)), Mutex::new((now, now))],
-        });
-        let workers = (0..2)
-            .map(|me| {
-                let s = Arc::clone(&shared);
-                thread::spawn(move || {
-                    // The two walk the same keys half a lap apart, so they
-                    // share the cache (and its locks), never a key at once.
-                    let mut next = me as u64 * HIT_KEYS / 2;
-                    loop {
-                        s.start.wait();
-                        if s.stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let n = s.hits_each.load(Ordering::Relaxed);
-                        let began = Instant::now();
-                        for _ in 0..n {
-                            next += 1;
-                            if next == HIT_KEYS {
-                                next = 0;
-                            }
-                            black_box(s.cache.hit(black_box(next)));
-                        }
-                        *s.spans[me].lock().expect("not poisoned") = (began, Instant::now());
-                        s.done.wait();
-                    }
-                })
-            })
-            .collect();
-        Pair { shared, workers }
-    }
-
-    /// Each worker makes `iters` hits; returns the time for `iters` hits by
-    /// the pair as a whole: wall time / 2 (aggregate time per hit).
-    fn run(&self, iters: u64) -> Duration {
-        let s = &self.shared;
-        s.hits_each.store(iters, Ordering::Relaxed);
-        s.start.wait();
-        s.done.wait();
-        let a = *s.spans[0].lock().expect("not poisoned");
-        let b = *s.spans[1].lock().expect("not poisoned");
-        (a.1.max(b.1) - a.0.min(b.0)) / 2
-    }
-}
-
-impl<C: Peer> Drop for Pair<C> {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.start.wait();
-        for w in self.workers.drain(..) {
-            w.join().expect("a hit worker panicked");
+/// The two workers of `hit/two_threads`: they walk the same keys half a lap
+/// apart, so they share the cache (and its locks), never a key at once.
+fn pair<C: Peer>(cache: C) -> Pair {
+    let cache = Arc::new(cache);
+    Pair::new([0u64, 1].map(|me| {
+        let cache = Arc::clone(&cache);
+        let mut next = me * HIT_KEYS / 2;
+        move |n: u64| {
+            for _ in 0..n {
+                next += 1;
+                if next == HIT_KEYS {
+                    next = 0;
+                }
+                black_box(cache.hit(black_box(next)));
+            }
         }
-    }
+    }))
 }
 
 fn hit_two_threads(c: &mut Criterion) {
@@ -320,7 +263,7 @@ fn hit_two_threads(c: &mut Criterion) {
     fn run<C: Peer>(bench: &mut Bench<'_>, name: &str, make: fn() -> C) {
         let mut pair = None;
         bench.bench_function(name, |b| {
-            let pair = pair.get_or_insert_with(|| Pair::new(all_cached(name, make())));
+            let pair = pair.get_or_insert_with(|| self::pair(all_cached(name, make())));
             b.iter_custom(|iters| pair.run(iters))
         });
     }
