@@ -7,7 +7,7 @@
 //! so no waiter can join afterwards and the count of waiters is final; each
 //! waiter then takes its share exactly once.
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendError, Sender};
 
 use crate::error::{Error, LeaderPanicked};
 use crate::group::Flight;
@@ -61,6 +61,9 @@ pub(crate) struct Delivered {
     pub(crate) waiters: usize,
     /// Whether more than one caller shared the flight.
     pub(crate) shared: bool,
+    /// A `V::clone` panicked while copies were made: the waiters not yet
+    /// served got [`Error::Panicked`], so the flight counts as a panic.
+    pub(crate) clone_panicked: bool,
 }
 
 impl<V> Call<V> {
@@ -127,19 +130,26 @@ impl<V: Clone> Call<V> {
     /// Publishes a value that no caller holds (a detached flight's): the last
     /// waiter to take it moves it, so `n` waiters cost `n - 1` clones. With
     /// nobody left, or an outcome already published (a cancelled flight), it
-    /// is dropped here.
+    /// is dropped here, after the lock is released.
     ///
     /// If `V::clone` panics while copies are made, the waiters not yet served
-    /// get [`Error::Panicked`]; the panic is not resumed (this runs on a
-    /// spawner's thread, which a panic could take down).
+    /// get [`Error::Panicked`] and the result says so; the panic is not
+    /// resumed (this runs on a spawner's thread, which a panic could take
+    /// down).
     pub(crate) fn publish_owned(&self, value: V, group: Option<&'static str>) -> Option<Delivered> {
+        let mut garbage = Garbage::default();
         let mut state = self.state.lock();
         if !matches!(state.outcome, Outcome::Pending) {
+            drop(state);
+            garbage.values.push(value);
+            garbage.dispose();
             return None;
         }
-        let delivered = state.delivered();
-        let _ = state.hand_out(value, group);
+        let mut delivered = state.delivered();
+        delivered.clone_panicked = state.hand_out(value, group, &mut garbage).is_err();
         self.done.notify_all();
+        drop(state);
+        garbage.dispose();
         Some(delivered)
     }
 
@@ -147,30 +157,37 @@ impl<V: Clone> Call<V> {
     /// to share, none when every waiter has left already.
     ///
     /// If `V::clone` panics, the waiters get [`Error::Panicked`] with that
-    /// panic's message, and the panic resumes in the leader.
-    pub(crate) fn publish_copy(&self, value: &V, group: Option<&'static str>) -> Delivered {
+    /// panic's message, and the payload comes back (with who was told) for
+    /// the leader to resume once it has reported the flight's end.
+    pub(crate) fn publish_copy(
+        &self,
+        value: &V,
+        group: Option<&'static str>,
+    ) -> Result<Delivered, (Delivered, Payload)> {
         let mut state = self.state.lock();
-        let delivered = state.delivered();
+        let mut delivered = state.delivered();
         if state.waiting == 0 || !matches!(state.outcome, Outcome::Pending) {
-            return delivered;
+            return Ok(delivered);
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone())) {
-            Ok(copy) => {
-                let failed = state.hand_out(copy, group);
-                self.done.notify_all();
-                drop(state);
-                if let Err(payload) = failed {
-                    std::panic::resume_unwind(payload);
-                }
-                delivered
-            }
+        let mut garbage = Garbage::default();
+        let handed = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| value.clone()))
+        {
+            Ok(copy) => state.hand_out(copy, group, &mut garbage),
             Err(payload) => {
-                drop(state);
-                let cause = LeaderPanicked::from_payload(&*payload, group);
-                self.publish_error(Error::Panicked(cause));
-                std::panic::resume_unwind(payload);
+                state.fail(Error::Panicked(LeaderPanicked::from_payload(
+                    &*payload, group,
+                )));
+                Err(payload)
             }
-        }
+        };
+        // Notify under the lock: see `publish_error`.
+        self.done.notify_all();
+        drop(state);
+        garbage.dispose();
+        handed.map(|()| delivered).map_err(|payload| {
+            delivered.clone_panicked = true;
+            (delivered, payload)
+        })
     }
 
     /// Blocks until the outcome is published or `deadline` passes, and takes
@@ -219,6 +236,7 @@ impl<V> State<V> {
         Delivered {
             waiters: self.waiting as usize,
             shared: self.joined > 1,
+            clone_panicked: false,
         }
     }
 }
@@ -227,13 +245,26 @@ impl<V: Clone> State<V> {
     /// Sends the replies, then leaves the value for the blocked waiters. The
     /// last waiter served gets `value` itself; every other one a clone.
     ///
+    /// Nothing of `V` is dropped here, under the call's lock: a copy whose
+    /// receiver is gone, the reply senders (a receiver dropped after its
+    /// message was sent leaves the message to its sender) and a value nobody
+    /// takes all go to `garbage`, for the caller to drop once the outcome is
+    /// published and the lock released. A `Drop` that panics then reaches no
+    /// waiter.
+    ///
     /// A `V::clone` that panics fails every waiter not yet served with
     /// [`Error::Panicked`] and hands back the panic's payload.
-    fn hand_out(&mut self, value: V, group: Option<&'static str>) -> Result<(), Payload> {
+    fn hand_out(
+        &mut self,
+        value: V,
+        group: Option<&'static str>,
+        garbage: &mut Garbage<V>,
+    ) -> Result<(), Payload> {
         let shared = self.joined > 1;
         let mut value = Some(value);
-        let mut replies = std::mem::take(&mut self.replies).into_iter();
-        while let Some((reply, leader)) = replies.next() {
+        let replies = std::mem::take(&mut self.replies);
+        let mut result = Ok(());
+        for (served, (reply, leader)) in replies.iter().enumerate() {
             self.waiting -= 1;
             let v = if self.waiting == 0 {
                 value.take().expect("only the last waiter moves the value")
@@ -244,27 +275,36 @@ impl<V: Clone> State<V> {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| original.clone())) {
                     Ok(copy) => copy,
                     Err(payload) => {
-                        let cause = LeaderPanicked::from_payload(&*payload, group);
-                        let error = Error::Panicked(cause);
-                        let _ = reply.send(Err(error.clone()));
-                        self.replies = replies.collect();
-                        self.fail(error);
-                        return Err(payload);
+                        self.waiting += 1;
+                        let error = Error::Panicked(LeaderPanicked::from_payload(&*payload, group));
+                        for (reply, _) in &replies[served..] {
+                            self.waiting -= 1;
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                        self.outcome = Outcome::Failed(Box::new(error));
+                        result = Err(payload);
+                        break;
                     }
                 }
             };
-            // A dropped receiver drops its copy here, once.
-            let _ = reply.send(Ok(Flight {
+            let flight = Flight {
                 value: v,
                 shared,
-                leader,
-            }));
+                leader: *leader,
+            };
+            if let Err(SendError(Ok(unread))) = reply.send(Ok(flight)) {
+                garbage.values.push(unread.value);
+            }
         }
-        self.outcome = match value {
-            Some(v) if self.waiting > 0 => Outcome::Value(v),
-            _ => Outcome::Taken,
-        };
-        Ok(())
+        garbage.senders = replies;
+        if result.is_ok() {
+            self.outcome = match value.take() {
+                Some(v) if self.waiting > 0 => Outcome::Value(v),
+                _ => Outcome::Taken,
+            };
+        }
+        garbage.values.extend(value);
+        result
     }
 
     /// One waiter's share: the first waiters clone, the last one moves.
@@ -281,6 +321,36 @@ impl<V: Clone> State<V> {
             Outcome::Pending | Outcome::Taken => {
                 unreachable!("a waiter takes only a published outcome, and only its own share")
             }
+        }
+    }
+}
+
+/// What a hand-out leaves to drop once the call's lock is released: copies
+/// nobody received, the reply senders, a value nobody took.
+struct Garbage<V> {
+    values: Vec<V>,
+    senders: Vec<(Sender<Reply<V>>, bool)>,
+}
+
+impl<V> Default for Garbage<V> {
+    fn default() -> Self {
+        Garbage {
+            values: Vec::new(),
+            senders: Vec::new(),
+        }
+    }
+}
+
+impl<V> Garbage<V> {
+    /// Drops everything, each item on its own: a `V` whose `Drop` panics
+    /// loses nothing else, and the panic stops here. It belongs to no caller:
+    /// the copy was never received.
+    fn dispose(self) {
+        for value in self.values {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+        }
+        for sender in self.senders {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(sender)));
         }
     }
 }

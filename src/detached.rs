@@ -14,7 +14,9 @@ use crossbeam_channel::Receiver;
 use crate::call::{Call, Reply};
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
-use crate::group::{finish, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard, Table};
+use crate::group::{
+    finish, recount_as_panic, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard, Table,
+};
 use crate::metrics::Outcome;
 use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
 
@@ -200,7 +202,7 @@ where
             Some(entry) => {
                 if entry.owner == sync::thread_token() {
                     drop(table);
-                    reentrant_call(self.name);
+                    reentrant_call(self.name, "work_deadline` or `work_timeout");
                 }
                 let call = entry
                     .call
@@ -243,6 +245,12 @@ where
     /// [`Error::Cancelled`] after [`cancel`](Self::cancel), [`Error::Spawn`]
     /// if the spawner failed.
     ///
+    /// # Panics
+    ///
+    /// If called for `key` from inside the `f` computing `key` on this thread
+    /// (inline or detached): its message could only come once this very `f`
+    /// had returned.
+    ///
     /// # Examples
     ///
     /// ```
@@ -268,6 +276,10 @@ where
         let mut table = self.shards[index].table.lock();
         table.counts.calls += 1;
         if let Some(entry) = table.joinable(hash, key) {
+            if entry.owner == sync::thread_token() {
+                drop(table);
+                reentrant_call(self.name, "do_chan");
+            }
             let call = entry.call.get_or_insert_with(|| Arc::new(Call::new(1)));
             call.join_reply(tx, false);
             table.counts.shared += 1;
@@ -431,7 +443,7 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
         let Runner { f, token, .. } = self;
         let start = self.observer.start();
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token)));
-        let outcome = match &result {
+        let mut outcome = match &result {
             Ok(value) => self.observer.outcome(value),
             Err(_) => Outcome::Panic,
         };
@@ -444,6 +456,9 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
                 self.call.publish_error(Error::Panicked(cause))
             }
         };
+        if delivered.is_some_and(|d| d.clone_panicked) {
+            outcome = recount_as_panic(shard, outcome);
+        }
         // `None`: cancelled earlier, and reported then.
         self.observer
             .ended_detached(self.name, start, delivered, outcome);

@@ -230,7 +230,7 @@ impl<K, V> Group<K, V> {
     }
 }
 
-/// A panic in `f`, `Hash`, `Eq`, `Clone` or a spawner never leaves a group
+/// A panic in `f`, `Hash`, `Eq`, `Clone`, `Drop` or a spawner never leaves a group
 /// half-updated (the point of the crate's panic handling, and tested), so a
 /// group may be used across `catch_unwind` without `AssertUnwindSafe`.
 impl<K, V, S: RefUnwindSafe> RefUnwindSafe for Group<K, V, S> {}
@@ -578,7 +578,15 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     ///   forever), it panics at once with a message that says so.
     /// - A panic in `K`'s `Hash`, `Eq` or `ToOwned`, or in `V::clone`,
     ///   unwinds in the caller whose call ran it; no entry is left behind
-    ///   and no other caller hangs.
+    ///   and no other caller hangs. If the leader's clone for its followers
+    ///   panics, the followers panic with a [`LeaderPanicked`] payload, the
+    ///   leader's call resumes the clone's panic, and the flight counts as a
+    ///   panic in [`stats`](Self::stats) and to the observer.
+    /// - A `V` whose `Drop` panics when a copy nobody received is dropped (a
+    ///   [`do_chan`](Self::do_chan) receiver dropped before the flight
+    ///   ended): the copy is dropped after the outcome is published and the
+    ///   locks released, and its panic is contained there; it reaches no
+    ///   caller.
     ///
     /// A `work` caller that joined a detached flight (one started by
     /// [`work_deadline`](Self::work_deadline) or [`do_chan`](Self::do_chan))
@@ -653,7 +661,7 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
             };
             if entry.owner == me {
                 drop(table);
-                reentrant_call(self.name);
+                reentrant_call(self.name, "work");
             }
             let id = entry.id;
             let call = entry
@@ -693,9 +701,17 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         match result {
             Ok(value) => {
                 let shared = call.is_some();
-                let delivered = match call {
+                let published = match call {
                     Some(call) => call.publish_copy(&value, self.name),
-                    None => Delivered::default(),
+                    None => Ok(Delivered::default()),
+                };
+                let (delivered, clone_panic) = match published {
+                    Ok(delivered) => (delivered, None),
+                    Err((delivered, payload)) => (delivered, Some(payload)),
+                };
+                let outcome = match clone_panic {
+                    Some(_) => self.recount_as_panic(index, outcome),
+                    None => outcome,
                 };
                 self.observer.ended(
                     self.name,
@@ -705,6 +721,12 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
                     shared,
                     outcome,
                 );
+                if let Some(payload) = clone_panic {
+                    // Dropped before unwinding: a `Drop` that panicked during
+                    // the unwind would abort the process.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(value)));
+                    panic::resume_unwind(payload);
+                }
                 Flight {
                     value,
                     shared,
@@ -730,12 +752,36 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     }
 }
 
+impl<K, V, S> Group<K, V, S> {
+    /// A flight whose value was counted (as `was`) when it left the map, but
+    /// whose copies for the waiters could not be made because `V::clone`
+    /// panicked: it counts as a panic instead.
+    #[cold]
+    pub(crate) fn recount_as_panic(&self, index: usize, was: Outcome) -> Outcome {
+        recount_as_panic(&self.shards[index], was)
+    }
+}
+
+/// See [`Group::recount_as_panic`]; for a detached runner, which holds the
+/// shards but not the group.
+#[cold]
+pub(crate) fn recount_as_panic<K, V>(shard: &Shard<K, V>, was: Outcome) -> Outcome {
+    let mut table = shard.table.lock();
+    if was == Outcome::Error {
+        table.counts.errors -= 1;
+    }
+    table.counts.panics += 1;
+    Outcome::Panic
+}
+
+/// Panics for a call that would wait for the flight its own thread is
+/// running; `entry` names the method called.
 #[cold]
 #[track_caller]
-pub(crate) fn reentrant_call(name: Option<&'static str>) -> ! {
+pub(crate) fn reentrant_call(name: Option<&'static str>, entry: &str) -> ! {
     let group = name.map(|n| format!(" `{n}`")).unwrap_or_default();
     panic!(
-        "singleflight: re-entrant call: `work` was called for a key from inside the `f` \
+        "singleflight: re-entrant call: `{entry}` was called for a key from inside the `f` \
          that is computing that same key on this thread (group{group}); it would wait \
          for itself forever"
     )

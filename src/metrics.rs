@@ -35,10 +35,16 @@ pub struct Stats {
     pub timeouts: u64,
     /// Flights cancelled, by `cancel` or by every deadline caller leaving.
     pub cancellations: u64,
-    /// Lookups that found a fresh entry.
+    /// Lookups that found a fresh value.
     pub hits: u64,
-    /// Lookups that found none, or an expired one.
+    /// Lookups that found none, or an expired one, or a cached error where
+    /// the caller cannot use one (`get`, and the infallible loaders, which
+    /// then load).
     pub misses: u64,
+    /// Lookups by `try_get_or_load` answered with a cached error (negative
+    /// caching, see `TtlCacheBuilder::error_ttl`): counted neither as hits
+    /// nor as misses, since the caller gets an error and no load runs.
+    pub negative_hits: u64,
     /// Loader runs (misses that led a load, and refreshes).
     pub loads: u64,
     /// Loader runs that returned an error.
@@ -67,6 +73,7 @@ impl Stats {
     pub(crate) fn add_cache(&mut self, c: &CacheCounts) {
         self.hits += c.hits;
         self.misses += c.misses;
+        self.negative_hits += c.negative_hits;
         self.loads += c.loads;
         self.load_errors += c.load_errors;
         self.stale_hits += c.stale_hits;
@@ -95,6 +102,7 @@ pub(crate) struct GroupCounts {
 pub(crate) struct CacheCounts {
     pub(crate) hits: u64,
     pub(crate) misses: u64,
+    pub(crate) negative_hits: u64,
     pub(crate) loads: u64,
     pub(crate) load_errors: u64,
     pub(crate) stale_hits: u64,
@@ -172,6 +180,9 @@ pub enum CacheEvent {
     StaleHit,
     /// No fresh entry: the caller loads or joins a load.
     Miss,
+    /// A cached error answered a `try_get_or_load` (see
+    /// [`Stats::negative_hits`]).
+    NegativeHit,
     /// A live entry was evicted to make room.
     Eviction,
     /// An expired entry was reclaimed.
@@ -180,7 +191,7 @@ pub enum CacheEvent {
 
 impl CacheEvent {
     /// A short lowercase name, for labels: `hit`, `stale`, `miss`,
-    /// `eviction`, `expiration`.
+    /// `negative`, `eviction`, `expiration`.
     ///
     /// # Examples
     ///
@@ -195,6 +206,7 @@ impl CacheEvent {
             CacheEvent::Hit => "hit",
             CacheEvent::StaleHit => "stale",
             CacheEvent::Miss => "miss",
+            CacheEvent::NegativeHit => "negative",
             CacheEvent::Eviction => "eviction",
             CacheEvent::Expiration => "expiration",
         }

@@ -17,7 +17,7 @@ const STATUSES: [&str; 5] = ["value", "error", "panic", "cancelled", "timeout"];
 const TIMEOUT: usize = 4;
 
 /// The `result` label of `singleflight_cache_requests_total`.
-const RESULTS: [&str; 3] = ["hit", "stale", "miss"];
+const RESULTS: [&str; 4] = ["hit", "stale", "miss", "negative"];
 
 /// A [`Metrics`] observer that reports one group's (or one cache's) flights,
 /// waiters and lookups to a [`prometheus::Registry`]. Feature `prometheus`.
@@ -29,7 +29,7 @@ const RESULTS: [&str; 3] = ["hit", "stale", "miss"];
 /// | `singleflight_calls_total` | counter | `shared`, `status` | calls, by how they ended: `value`, `error`, `panic`, `cancelled`, `timeout` |
 /// | `singleflight_duration_seconds` | histogram | `shared` | one observation per flight that ran to its end |
 /// | `singleflight_waiters_current` | gauge | | callers blocked on a flight now |
-/// | `singleflight_cache_requests_total` | counter | `result` | cache lookups: `hit`, `stale`, `miss` |
+/// | `singleflight_cache_requests_total` | counter | `result` | cache lookups: `hit`, `stale`, `miss`, `negative` (a cached error served) |
 /// | `singleflight_cache_evictions_total` | counter | | live cache entries evicted to make room |
 ///
 /// Every series exists from registration, at 0, so a rate over it never
@@ -87,7 +87,7 @@ pub struct PrometheusMetrics {
     duration: [Histogram; 2],
     waiters: IntGauge,
     /// Indexed as in [`RESULTS`].
-    requests: [IntCounter; 3],
+    requests: [IntCounter; 4],
     evictions: IntCounter,
 }
 
@@ -303,6 +303,7 @@ impl Metrics for PrometheusMetrics {
             CacheEvent::Hit => self.requests[0].inc(),
             CacheEvent::StaleHit => self.requests[1].inc(),
             CacheEvent::Miss => self.requests[2].inc(),
+            CacheEvent::NegativeHit => self.requests[3].inc(),
             CacheEvent::Eviction => self.evictions.inc(),
             // In `Stats`; a lookup that finds an expired entry is a miss.
             CacheEvent::Expiration => {}

@@ -6,11 +6,12 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
 use crate::clock::{nanos, Clock, SystemClock};
 use crate::detached::Job;
-use crate::error::ConfigError;
+use crate::error::{ConfigError, LeaderPanicked};
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::{CacheEvent, Metrics, Stats};
 use crate::store::{AnyError, Cached, Slot, Store};
@@ -97,19 +98,22 @@ impl ClockSource {
 }
 
 /// Who looks: `get` (counted), a caller that may load or refresh (counted),
-/// or a load's leader checking once more (not counted again).
+/// one that may also be answered by a cached error (`try_get_or_load`), or
+/// a load's leader checking once more (not counted again).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Read,
     Load,
+    TryLoad,
     Recheck,
 }
 
 /// What a lookup found.
 enum Lookup<V> {
+    /// A value, or (for `Mode::TryLoad` and `Mode::Recheck`) a cached error.
     Fresh(Cached<V>),
-    /// Due for a refresh, which this caller was chosen to start.
-    Stale(Cached<V>, u64),
+    /// A value due for a refresh, which this caller was chosen to start.
+    Stale(V, u64),
     Miss,
 }
 
@@ -241,26 +245,43 @@ where
             }
             Some(pos) => {
                 let slot = store.slot(pos);
-                let stale = now >= slot.refresh;
-                if mode == Mode::Load && !slot.refreshing && self.inner.refresh_due(slot, now) {
-                    slot.refreshing = true;
-                    let found = Lookup::Stale(slot.value.clone(), slot.stamp);
-                    store.counts.refreshes += 1;
-                    (found, CacheEvent::StaleHit, None)
-                } else if stale {
-                    (
-                        Lookup::Fresh(slot.value.clone()),
-                        CacheEvent::StaleHit,
+                match &slot.value {
+                    // Only `try_get_or_load` can answer with a cached error;
+                    // for every other caller it is no entry at all. Never
+                    // refreshed: it expires and is loaded again.
+                    Cached::Error(e) if mode == Mode::TryLoad => (
+                        Lookup::Fresh(Cached::Error(e.clone())),
+                        CacheEvent::NegativeHit,
                         None,
-                    )
-                } else {
-                    (Lookup::Fresh(slot.value.clone()), CacheEvent::Hit, None)
+                    ),
+                    Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
+                    Cached::Value(v) => {
+                        let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
+                        if may_refresh && !slot.refreshing && self.inner.refresh_due(slot, now) {
+                            // Cloned before the flag is set: a `V::clone`
+                            // that panics leaves the entry refreshable.
+                            let found = Lookup::Stale(v.clone(), slot.stamp);
+                            slot.refreshing = true;
+                            store.counts.refreshes += 1;
+                            (found, CacheEvent::StaleHit, None)
+                        } else if now >= slot.refresh {
+                            let found = Lookup::Fresh(Cached::Value(v.clone()));
+                            (found, CacheEvent::StaleHit, None)
+                        } else {
+                            (
+                                Lookup::Fresh(Cached::Value(v.clone())),
+                                CacheEvent::Hit,
+                                None,
+                            )
+                        }
+                    }
                 }
             }
         };
         match event {
             CacheEvent::Hit => store.counts.hits += 1,
             CacheEvent::StaleHit => store.counts.stale_hits += 1,
+            CacheEvent::NegativeHit => store.counts.negative_hits += 1,
             _ => store.counts.misses += 1,
         }
         drop(store);
@@ -291,7 +312,7 @@ where
     {
         let (hash, _) = self.group.locate(key);
         match self.lookup(hash, key, Mode::Read) {
-            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(Cached::Value(v), _) => Some(v),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) => Some(v),
             _ => None,
         }
     }
@@ -351,7 +372,8 @@ where
         K: Hash,
     {
         let (hash, _) = self.group.locate(&key);
-        let generation = self.shard(hash).lock().generation;
+        // No generation: an insert has no load to race, so nothing that
+        // happened before it can make its value stale.
         self.inner.store(
             self.shard(hash),
             key,
@@ -359,7 +381,7 @@ where
             Cached::Value(value),
             nanos(ttl),
             0,
-            generation,
+            None,
         );
     }
 
@@ -615,22 +637,26 @@ where
         self.load_value(key, hash, ttl, refresh.is_some(), f)
     }
 
-    /// [`load`](Self::load) for an infallible loader. Joining a fallible
-    /// load (of `try_get_or_load`) that failed leaves this caller without a
-    /// value: it runs its own `f` then, uncoalesced, rather than fail.
+    /// [`load`](Self::load) for an infallible loader. Joining a load that
+    /// failed (a `try_get_or_load`'s error, or a detached refresh that
+    /// panicked) leaves this caller without a value: that flight has ended,
+    /// so it loads again, joining a newer load or leading one with its own
+    /// `f`, which is then counted and cached like any load.
     fn load_value<Q>(&self, key: &Q, hash: u64, ttl: u64, refresh: bool, f: impl FnOnce() -> V) -> V
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let mut f = Some(f);
-        let loaded = self.load(key, hash, ttl, refresh, || {
-            Ok((f.take().expect("a flight runs its loader once"))())
-        });
-        match (loaded, f) {
-            (Ok(v), _) => v,
-            (Err(_), Some(f)) => f(),
-            (Err(_), None) => unreachable!("this caller's own loader cannot fail"),
+        loop {
+            let loaded = self.load(key, hash, ttl, refresh, || {
+                Ok((f.take().expect("a flight runs its loader once"))())
+            });
+            match loaded {
+                Ok(v) => return v,
+                Err(_) if f.is_some() => continue,
+                Err(_) => unreachable!("this caller's own loader cannot fail"),
+            }
         }
     }
 
@@ -641,8 +667,9 @@ where
     /// `f`'s error, shared by every caller of that load. It is not cached
     /// unless the cache has an `error_ttl`, in which case it is served for
     /// that long. A failed refresh keeps (and returns) the current value.
-    /// A caller that joins a load whose loader has another error type runs
-    /// its own `f` instead.
+    /// A caller that joins a load whose loader has another error type (or a
+    /// detached refresh that panicked) loads again, joining a newer load or
+    /// leading one with its own `f`.
     ///
     /// # Panics
     ///
@@ -668,33 +695,37 @@ where
         E: Clone + Send + Sync + 'static,
     {
         let (hash, _) = self.group.locate(key);
-        let (refresh, current) = match self.lookup(hash, key, Mode::Load) {
+        let (refresh, current) = match self.lookup(hash, key, Mode::TryLoad) {
             Lookup::Fresh(Cached::Value(v)) => return Ok(v),
             Lookup::Fresh(Cached::Error(e)) => match e.downcast_ref::<E>() {
                 Some(e) => return Err(e.clone()),
                 None => (None, None),
             },
-            Lookup::Stale(Cached::Value(v), stamp) => {
-                (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v))
-            }
-            Lookup::Stale(..) | Lookup::Miss => (None, None),
+            Lookup::Stale(v, stamp) => (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v)),
+            Lookup::Miss => (None, None),
         };
         let mut f = Some(f);
-        let loaded = self.load(key, hash, self.inner.ttl, refresh.is_some(), || {
-            (f.take().expect("a flight runs its loader once"))()
-                .map_err(|e| Shared::new(e) as AnyError)
-        });
+        let loaded = loop {
+            let loaded = self.load(key, hash, self.inner.ttl, refresh.is_some(), || {
+                (f.take().expect("a flight runs its loader once"))()
+                    .map_err(|e| Shared::new(e) as AnyError)
+            });
+            match loaded {
+                // Joined a load that failed in a way this caller cannot
+                // share (another error type, a refresh's panic): that
+                // flight has ended, so load again, as `load_value` does.
+                Err(e) if f.is_some() && e.downcast_ref::<E>().is_none() => continue,
+                loaded => break loaded,
+            }
+        };
         drop(refresh);
         match loaded {
             Ok(v) => Ok(v),
             Err(_) if current.is_some() => Ok(current.expect("checked just above")),
-            Err(e) => match e.downcast_ref::<E>() {
-                Some(e) => Err(e.clone()),
-                None => match f.take() {
-                    Some(f) => f(),
-                    None => unreachable!("this caller's loader ran, so the error is of its type"),
-                },
-            },
+            Err(e) => Err(e
+                .downcast_ref::<E>()
+                .expect("an error not of this caller's type was retried above")
+                .clone()),
         }
     }
 
@@ -735,8 +766,15 @@ where
                     }
                 }
             };
-            self.inner
-                .store(shard, key.to_owned(), hash, cached, ttl, delta, generation);
+            self.inner.store(
+                shard,
+                key.to_owned(),
+                hash,
+                cached,
+                ttl,
+                delta,
+                Some(generation),
+            );
             loaded
         })
     }
@@ -757,8 +795,10 @@ where
     /// # Panics
     ///
     /// As [`get_or_load`](Self::get_or_load) for a miss. A refresh that
-    /// panics keeps the current value (the panic stays on the spawner's
-    /// thread).
+    /// panics keeps the current value: the panic is caught on the spawner's
+    /// thread and counted as a failed load ([`Stats::load_errors`]). A
+    /// caller that joins that refresh (its entry expired meanwhile) loads
+    /// for itself rather than inherit a panic its own loader never raised.
     ///
     /// # Examples
     ///
@@ -790,7 +830,7 @@ where
         let (hash, _) = self.group.locate(key);
         match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => v,
-            Lookup::Stale(Cached::Value(v), stamp) => {
+            Lookup::Stale(v, stamp) => {
                 self.refresh_detached(key, hash, stamp, f);
                 v
             }
@@ -816,7 +856,17 @@ where
             let shard = inner.shard_of(hash);
             let generation = inner.load_started(shard);
             let start = inner.clock.now();
-            let v = f();
+            // Caught here, not by the group: a caller whose entry expired
+            // meanwhile may join this flight, and must load for itself
+            // rather than inherit a panic its own loader never raised.
+            let v = match panic::catch_unwind(AssertUnwindSafe(f)) {
+                Ok(v) => v,
+                Err(payload) => {
+                    shard.lock().counts.load_errors += 1;
+                    let cause = LeaderPanicked::from_payload(&*payload, inner.name);
+                    return Err(Shared::new(RefreshPanicked(cause)) as AnyError);
+                }
+            };
             let delta = inner.clock.now().saturating_sub(start);
             inner.store(
                 shard,
@@ -825,7 +875,7 @@ where
                 Cached::Value(v.clone()),
                 ttl,
                 delta,
-                generation,
+                Some(generation),
             );
             Ok(v)
         }));
@@ -863,9 +913,9 @@ impl<K, V> Inner<K, V> {
         }
     }
 
-    /// Stores a loaded entry unless the shard was invalidated since the load
-    /// began (`generation`). What it replaces or evicts is dropped after the
-    /// lock is released.
+    /// Stores an entry; a loaded one (`generation` is `Some`) only if the
+    /// shard was not invalidated since its load began. What it replaces or
+    /// evicts is dropped after the lock is released.
     #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
@@ -875,7 +925,7 @@ impl<K, V> Inner<K, V> {
         value: Cached<V>,
         ttl: u64,
         delta: u64,
-        generation: u64,
+        generation: Option<u64>,
     ) where
         K: Eq,
     {
@@ -888,7 +938,7 @@ impl<K, V> Inner<K, V> {
         slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
         slot.delta = delta;
         let mut store = shard.lock();
-        if store.generation != generation {
+        if generation.is_some_and(|g| g != store.generation) {
             drop(store);
             drop(slot);
             return;
@@ -932,6 +982,12 @@ fn random_unit() -> f64 {
         ((x >> 11) + 1) as f64 / (1u64 << 53) as f64
     })
 }
+
+/// What the callers that joined a detached refresh get when its loader
+/// panicked. Private, so it never downcasts to a caller's error type: each of
+/// them loads again for itself.
+#[derive(Debug)]
+struct RefreshPanicked(#[allow(dead_code)] LeaderPanicked);
 
 /// Clears a slot's `refreshing` flag when a refresh ends without replacing
 /// the slot (it failed, panicked, was invalidated, or joined another load),
@@ -1153,6 +1209,12 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
 
     /// Caches errors of [`TtlCache::try_get_or_load`] for `ttl` (negative
     /// caching; off by default).
+    ///
+    /// A cached error answers `try_get_or_load` callers (with the same error
+    /// type) and counts in [`Stats::negative_hits`], neither a hit nor a
+    /// miss. For [`TtlCache::get`] and the infallible loaders, which cannot
+    /// return it, it is a miss: `get` returns `None`, `get_or_load` loads and
+    /// replaces it. A cached error is never refreshed early; it expires.
     ///
     /// # Examples
     ///

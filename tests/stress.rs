@@ -196,3 +196,102 @@ fn stress_detached_deadlines_cancels_and_channels() {
         assert!(made > 0);
     });
 }
+
+/// The cache under mixed traffic, with the oracles that caught two defects:
+/// after `insert` returns, `get` sees that value unless a later write or
+/// invalidate of the same key happened (each thread owns the keys it
+/// inserts, while everyone invalidates and loads the shared keys, which fall
+/// in the same shards); and `Stats.loads` equals the loader runs counted
+/// here, whichever loads fail, get joined, expire or are refreshed.
+#[test]
+fn stress_cache_inserts_loads_and_invalidations() {
+    use singleflight_sync::{ManualClock, TtlCache};
+
+    const THREADS: u64 = 4;
+    const OPS: usize = 20_000;
+    const SHARED: u64 = 32;
+    watchdog(Duration::from_secs(120), || {
+        let clock = ManualClock::new();
+        let cache: Arc<TtlCache<u64, u64>> = Arc::new(
+            TtlCache::builder()
+                .ttl(Duration::from_secs(10))
+                .refresh_after(Duration::from_secs(5))
+                .error_ttl(Duration::from_secs(2))
+                .max_entries(100_000)
+                .clock(clock.clone())
+                // Refreshes run on the caller's thread: every loader run has
+                // ended when the threads are joined.
+                .spawner(|job| {
+                    job();
+                    Ok(())
+                })
+                .build()
+                .unwrap(),
+        );
+        let runs = Arc::new(AtomicU64::new(0));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (cache, runs, clock) = (cache.clone(), runs.clone(), clock.clone());
+                thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0xcace + t);
+                    let own = 1_000 + t;
+                    let mut lost = 0;
+                    for i in 0..OPS as u64 {
+                        let key = rng.gen_range(0..SHARED);
+                        let value = key * 1_000_000 + i;
+                        let load = || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            value
+                        };
+                        match rng.gen_range(0..20) {
+                            0..=5 => assert_eq!(cache.get_or_load(&key, load) / 1_000_000, key),
+                            6..=8 => {
+                                let fail = rng.gen_bool(0.5);
+                                let r = cache.try_get_or_load(&key, || {
+                                    let v = load();
+                                    if fail {
+                                        Err(format!("{key} down"))
+                                    } else {
+                                        Ok(v)
+                                    }
+                                });
+                                match r {
+                                    Ok(v) => assert_eq!(v / 1_000_000, key),
+                                    Err(e) => assert_eq!(e, format!("{key} down")),
+                                }
+                            }
+                            9..=10 => {
+                                let runs = runs.clone();
+                                let v = cache.get_or_load_detached(&key, move || {
+                                    runs.fetch_add(1, Ordering::SeqCst);
+                                    value
+                                });
+                                assert_eq!(v / 1_000_000, key);
+                            }
+                            11..=14 => {
+                                cache.invalidate(&key);
+                            }
+                            15 => {
+                                if let Some(v) = cache.get(&key) {
+                                    assert_eq!(v / 1_000_000, key);
+                                }
+                            }
+                            16 if t == 0 && i % 8 == 0 => clock.advance(Duration::from_secs(1)),
+                            _ => {
+                                // Outlives every clock advance of this run.
+                                cache.insert_with_ttl(own, i, Duration::from_secs(1 << 30));
+                                lost += usize::from(cache.get(&own) != Some(i));
+                            }
+                        }
+                    }
+                    lost
+                })
+            })
+            .collect();
+        let lost: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(lost, 0, "inserts not seen by the next `get`");
+        let stats = cache.stats();
+        assert_eq!(stats.loads, runs.load(Ordering::SeqCst), "{stats:?}");
+        assert!(stats.loads > 0 && stats.refreshes > 0, "{stats:?}");
+    });
+}
