@@ -10,12 +10,24 @@
 use crossbeam_channel::{SendError, Sender};
 
 use crate::error::{Error, LeaderPanicked};
-use crate::group::Flight;
 use crate::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 /// A caught panic's payload.
 type Payload = Box<dyn std::any::Any + Send>;
+
+/// What a caller of [`Group::work_shared`](crate::Group::work_shared) receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flight<V> {
+    /// The flight's value: moved to the leader, cloned for each follower.
+    pub value: V,
+    /// Whether the value went to more than one caller. Always `true` for a
+    /// follower; `true` for the leader when anyone joined its flight (as in
+    /// Go's `x/sync/singleflight`).
+    pub shared: bool,
+    /// Whether this caller ran `f`.
+    pub leader: bool,
+}
 
 /// What a `do_chan` receiver gets.
 pub(crate) type Reply<V> = Result<Flight<V>, Error>;

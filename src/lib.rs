@@ -56,8 +56,24 @@
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+// The layers, each importing only from those listed before it: the sync
+// shim; errors and metrics; the flight (`call`), its cancel token and
+// spawner; the group, with its detached flights; the cache built on it.
+mod sync;
+
+mod error;
+mod metrics;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+
 mod call;
 mod cancel;
+mod spawn;
+
+mod group;
+
+mod cache;
+
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 
@@ -65,24 +81,15 @@ pub mod guide {}
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-mod clock;
-mod detached;
-mod error;
-mod group;
-mod metrics;
-#[cfg(feature = "prometheus")]
-mod prometheus;
-mod sketch;
-mod store;
-mod sync;
-mod ttl;
 
+pub use crate::cache::{
+    Clock, ManualClock, SystemClock, TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES,
+};
+pub use crate::call::Flight;
 pub use crate::cancel::CancelToken;
-pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::detached::Job;
 pub use crate::error::{ConfigError, Error, LeaderPanicked};
-pub use crate::group::{Flight, Group, GroupBuilder};
+pub use crate::group::{Group, GroupBuilder};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
 #[cfg(feature = "prometheus")]
 pub use crate::prometheus::{PrometheusError, PrometheusMetrics};
-pub use crate::ttl::{TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES};
+pub use crate::spawn::Job;

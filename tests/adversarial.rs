@@ -113,13 +113,15 @@ fn a_panicking_drop_of_an_unread_copy_strands_no_follower_of_a_detached_flight()
         }));
         let follower = {
             let group = group.clone();
-            thread::spawn(move || group.work("k", || unreachable!("joins")).tag)
+            thread::spawn(move || group.work("k", || unreachable!("joins")))
         };
         wait_for("the follower to join", || group.waiters("k") == 2);
         ARMED.store(true, Ordering::SeqCst);
         go.send(()).unwrap();
-        assert_eq!(follower.join().unwrap(), 1);
-        assert!(!ARMED.load(Ordering::SeqCst), "the unread copy was dropped");
+        // Kept until the unread copy has gone off, so only it can.
+        let value = follower.join().unwrap();
+        wait_for("the unread copy to be dropped", || !ARMED.load(Ordering::SeqCst));
+        assert_eq!(value.tag, 1);
         assert_eq!(group.in_flight(), 0);
     });
 }
@@ -146,18 +148,18 @@ fn a_panicking_drop_of_an_unread_copy_strands_no_follower_of_an_inline_flight() 
                             armed: &ARMED,
                         }
                     })
-                    .tag
             })
         };
         wait_for("the leader to start", || started.load(Ordering::SeqCst));
         drop(group.do_chan("k", |_| unreachable!("joins")));
         let follower = {
             let group = group.clone();
-            thread::spawn(move || group.work("k", || unreachable!("joins")).tag)
+            thread::spawn(move || group.work("k", || unreachable!("joins")))
         };
-        assert_eq!(follower.join().unwrap(), 1);
-        assert_eq!(leader.join().unwrap(), 1);
-        assert!(!ARMED.load(Ordering::SeqCst), "the unread copy was dropped");
+        // Both kept until the unread copy has gone off, so only it can.
+        let (theirs, mine) = (follower.join().unwrap(), leader.join().unwrap());
+        wait_for("the unread copy to be dropped", || !ARMED.load(Ordering::SeqCst));
+        assert_eq!((theirs.tag, mine.tag), (1, 1));
     });
 }
 

@@ -3,7 +3,6 @@
 //! and `cancel` can stop it.
 
 use std::borrow::Borrow;
-use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -11,93 +10,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::call::{Call, Reply};
+use super::observer::Observer;
+use super::table::{finish, Shard, Table};
+use super::work::{recount_as_panic, reentrant_call, Group};
+use crate::call::{Call, Flight, Reply};
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
-use crate::group::{
-    finish, recount_as_panic, reentrant_call, Flight, Group, GroupBuilder, Observer, Shard, Table,
-};
 use crate::metrics::Outcome;
 use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
-
-/// The job a spawner runs: a detached flight, start to end.
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
-
-type Hook = dyn Fn(Job) -> io::Result<()> + Send + Sync;
-
-/// Runs detached flights: a new named thread each, or the caller's hook.
-#[derive(Clone, Default)]
-pub(crate) struct Spawner(Option<Shared<Hook>>);
-
-impl Spawner {
-    /// Hands `job` to the hook. A hook that panics counts as one that
-    /// failed: the panic becomes the error.
-    fn spawn(&self, name: Option<&'static str>, job: Job) -> io::Result<()> {
-        let Some(hook) = &self.0 else {
-            let name = name.map_or_else(
-                || "singleflight".to_string(),
-                |n| format!("singleflight-{n}"),
-            );
-            return sync::spawn_thread(name, job);
-        };
-        match panic::catch_unwind(AssertUnwindSafe(|| hook(job))) {
-            Ok(result) => result,
-            Err(payload) => {
-                let cause = LeaderPanicked::from_payload(&*payload, name);
-                Err(io::Error::other(format!(
-                    "the spawner panicked: {}",
-                    cause.message()
-                )))
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Spawner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "custom"
-        } else {
-            "std::thread"
-        })
-    }
-}
-
-impl<K, V, S> GroupBuilder<K, V, S> {
-    /// Where detached flights run (default: a new `std::thread` each, named
-    /// `singleflight-<name>`). The hook must run the job it is given, once,
-    /// on some thread, or return an error.
-    ///
-    /// A hook that returns an error, panics, or drops the job without running
-    /// it makes the flight fail with [`Error::Spawn`] for every waiter, and
-    /// releases the key.
-    ///
-    /// # Examples
-    ///
-    /// A thread pool runs the flights:
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    /// use std::time::Duration;
-    ///
-    /// let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-    /// let group: Group<String, u32> = Group::builder()
-    ///     .spawner(move |job| {
-    ///         pool.spawn(job);
-    ///         Ok(())
-    ///     })
-    ///     .build();
-    /// let flight = group.work_timeout("k", Duration::from_secs(5), |_| 7).unwrap();
-    /// assert_eq!(flight.value, 7);
-    /// ```
-    pub fn spawner<F>(mut self, spawner: F) -> Self
-    where
-        F: Fn(Job) -> io::Result<()> + Send + Sync + 'static,
-    {
-        self.spawner = Spawner(Some(Shared::new(spawner)));
-        self
-    }
-}
 
 impl<K, V, S> Group<K, V, S>
 where

@@ -6,8 +6,8 @@ use std::borrow::Borrow;
 
 use hashbrown::HashTable;
 
+use super::sketch::Sketch;
 use crate::metrics::CacheCounts;
-use crate::sketch::Sketch;
 use crate::sync::Shared;
 
 /// A cached error, type-erased so one cache can serve loaders with different

@@ -1,35 +1,21 @@
-//! `Group`: one execution per key at a time.
+//! `Group`: one execution per key at a time, the flights its callers lead
+//! on their own threads (`work`), and what needs no flight (`forget`,
+//! `waiters`, `stats`).
 
 use std::borrow::Borrow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
+use std::time::Instant;
 
-use hashbrown::HashTable;
-
-use std::time::{Duration, Instant};
-
-use crate::call::{Call, Delivered, Share};
-use crate::cancel::CancelToken;
-use crate::detached::Spawner;
+use super::observer::Observer;
+use super::table::{finish, Entry, Shard};
+use crate::call::{Call, Delivered, Flight, Share};
 use crate::error::{Error, LeaderPanicked};
-use crate::metrics::{FlightEnd, GroupCounts, Metrics, Outcome, Stats};
-use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
-
-/// What a caller of [`Group::work_shared`] receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Flight<V> {
-    /// The flight's value: moved to the leader, cloned for each follower.
-    pub value: V,
-    /// Whether the value went to more than one caller. Always `true` for a
-    /// follower; `true` for the leader when anyone joined its flight (as in
-    /// Go's `x/sync/singleflight`).
-    pub shared: bool,
-    /// Whether this caller ran `f`.
-    pub leader: bool,
-}
+use crate::metrics::{Outcome, Stats};
+use crate::spawn::Spawner;
+use crate::sync::{self, Arc, Shared};
 
 /// Suppresses duplicate work: while a call for a key is running, every other
 /// call for that key waits for it and receives a clone of its value.
@@ -67,173 +53,18 @@ pub struct Group<K, V, S = RandomState> {
     /// `(hash >> 32) & mask` picks the shard: middle bits, which hashbrown
     /// uses neither for a bucket index (low bits) nor for its tags (the top
     /// seven), so sharding costs the tables nothing.
-    mask: usize,
-    hasher: S,
+    pub(super) mask: usize,
+    pub(super) hasher: S,
     pub(crate) name: Option<&'static str>,
     pub(crate) spawner: Spawner,
     pub(crate) observer: Observer<V>,
-}
-
-/// What a group reports to, and how it tells an error value from a value.
-pub(crate) struct Observer<V> {
-    pub(crate) metrics: Option<Shared<dyn Metrics>>,
-    pub(crate) error_if: Option<fn(&V) -> bool>,
-}
-
-impl<V> Clone for Observer<V> {
-    fn clone(&self) -> Self {
-        Observer {
-            metrics: self.metrics.clone(),
-            error_if: self.error_if,
-        }
-    }
-}
-
-impl<V> Observer<V> {
-    /// The clock is read only when someone will be told.
-    #[inline]
-    pub(crate) fn start(&self) -> Option<Instant> {
-        self.metrics.as_ref().map(|_| Instant::now())
-    }
-
-    /// How a value counts. A panicking `error_if` counts it as a value: it
-    /// must not keep the flight from ending.
-    #[inline]
-    pub(crate) fn outcome(&self, value: &V) -> Outcome {
-        let Some(is_error) = self.error_if else {
-            return Outcome::Value;
-        };
-        match panic::catch_unwind(AssertUnwindSafe(|| is_error(value))) {
-            Ok(true) => Outcome::Error,
-            _ => Outcome::Value,
-        }
-    }
-
-    /// Tells the observer a flight ended, if there is one.
-    pub(crate) fn ended(
-        &self,
-        name: Option<&'static str>,
-        start: Option<Instant>,
-        callers: usize,
-        waiters: usize,
-        shared: bool,
-        outcome: Outcome,
-    ) {
-        if let Some(m) = &self.metrics {
-            let duration = start.map_or(Duration::ZERO, |s| s.elapsed());
-            m.flight_ended(
-                name,
-                &FlightEnd {
-                    duration,
-                    callers,
-                    waiters,
-                    shared,
-                    outcome,
-                },
-            );
-        }
-    }
-
-    /// [`ended`](Self::ended) for a detached or cancelled flight, whose
-    /// every caller was a waiter.
-    pub(crate) fn ended_detached(
-        &self,
-        name: Option<&'static str>,
-        start: Option<Instant>,
-        delivered: Option<Delivered>,
-        outcome: Outcome,
-    ) {
-        if let Some(d) = delivered {
-            self.ended(name, start, d.waiters, d.waiters, d.shared, outcome);
-        }
-    }
-
-    #[inline]
-    pub(crate) fn joined(&self, name: Option<&'static str>) {
-        if let Some(m) = &self.metrics {
-            m.waiter_joined(name);
-        }
-    }
-}
-
-/// Padded to a cache line pair so two shards' locks never share a line.
-#[repr(align(128))]
-pub(crate) struct Shard<K, V> {
-    pub(crate) table: Mutex<Table<K, V>>,
-}
-
-/// `repr(C)` keeps what every call touches (the lock word before it, the
-/// table's header, `next_id`, then `calls` and `executions` at the head of
-/// the counters) within the shard's first 64 bytes: on two cores, each line a
-/// call writes is a line that may have to cross from the other core.
-#[repr(C)]
-pub(crate) struct Table<K, V> {
-    entries: HashTable<Entry<K, V>>,
-    /// Flight ids are unique per shard, which is all `find_entry` by id needs.
-    next_id: u64,
-    pub(crate) counts: GroupCounts,
-}
-
-/// One running flight, as the map holds it.
-pub(crate) struct Entry<K, V> {
-    key: K,
-    /// Stored so a resize never calls the user's `Hash` (which may panic).
-    hash: u64,
-    pub(crate) id: u64,
-    /// The thread running `f`, to refuse a re-entrant call instead of
-    /// deadlocking on it; 0 for a detached flight not started yet.
-    pub(crate) owner: usize,
-    /// Set by `forget` or `cancel`: new callers no longer join this flight,
-    /// but its runner still finds it by id and still serves its waiters.
-    pub(crate) released: bool,
-    /// Made by the first waiter; `None` for an inline flight nobody joined.
-    pub(crate) call: Option<Arc<Call<V>>>,
-    /// A detached flight's token; `None` for an inline flight.
-    pub(crate) token: Option<CancelToken>,
-}
-
-impl<K, V> Group<K, V> {
-    /// Creates an empty group with the default hasher and shard count.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let group = singleflight_sync::Group::<u64, String>::new();
-    /// assert_eq!(group.in_flight(), 0);
-    /// ```
-    pub fn new() -> Self {
-        Self::builder().build()
-    }
-
-    /// Starts a [`GroupBuilder`] to set a name, a hasher or a shard count.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    ///
-    /// let group: Group<String, Vec<u8>> = Group::builder().name("thumbnails").build();
-    /// assert_eq!(group.name(), Some("thumbnails"));
-    /// ```
-    pub fn builder() -> GroupBuilder<K, V> {
-        GroupBuilder {
-            name: None,
-            hasher: RandomState::new(),
-            shards: None,
-            spawner: Spawner::default(),
-            observer: Observer {
-                metrics: None,
-                error_if: None,
-            },
-            _types: PhantomData,
-        }
-    }
 }
 
 /// A panic in `f`, `Hash`, `Eq`, `Clone`, `Drop` or a spawner never leaves a group
 /// half-updated (the point of the crate's panic handling, and tested), so a
 /// group may be used across `catch_unwind` without `AssertUnwindSafe`.
 impl<K, V, S: RefUnwindSafe> RefUnwindSafe for Group<K, V, S> {}
+
 impl<K, V, S: UnwindSafe> UnwindSafe for Group<K, V, S> {}
 
 impl<K, V> Default for Group<K, V> {
@@ -243,7 +74,7 @@ impl<K, V> Default for Group<K, V> {
 }
 
 impl<K, V, S> Group<K, V, S> {
-    /// The name given with [`GroupBuilder::name`], if any.
+    /// The name given with [`GroupBuilder::name`](crate::GroupBuilder::name), if any.
     ///
     /// # Examples
     ///
@@ -451,114 +282,6 @@ impl<K, V: Clone, S> Group<K, V, S> {
         }
         Err(Error::Timeout)
     }
-}
-
-impl<K, V> Table<K, V> {
-    /// The flight a new caller for `key` would join, if any.
-    #[inline]
-    pub(crate) fn joinable<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut Entry<K, V>>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        self.entries
-            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
-    }
-
-    /// The flight a new caller for `key` would join, or, when there is none,
-    /// a new inline flight for it led by `owner` (`Err` with its id). One
-    /// probe serves both.
-    #[inline]
-    pub(crate) fn joinable_or_insert<Q>(
-        &mut self,
-        hash: u64,
-        key: &Q,
-        owner: usize,
-    ) -> Result<&mut Entry<K, V>, u64>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        match self
-            .entries
-            .entry(hash, |e| !e.released && e.key.borrow() == key, |e| e.hash)
-        {
-            hashbrown::hash_table::Entry::Occupied(found) => Ok(found.into_mut()),
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                let id = self.next_id;
-                slot.insert(Entry {
-                    key: key.to_owned(),
-                    hash,
-                    id,
-                    owner,
-                    released: false,
-                    call: None,
-                    token: None,
-                });
-                self.next_id += 1;
-                self.counts.executions += 1;
-                Err(id)
-            }
-        }
-    }
-
-    fn release_all(&mut self) {
-        for entry in self.entries.iter_mut() {
-            entry.released = true;
-        }
-    }
-
-    /// The flight `id`, joinable or not.
-    pub(crate) fn by_id(&mut self, hash: u64, id: u64) -> Option<&mut Entry<K, V>> {
-        self.entries.find_mut(hash, |e| e.id == id)
-    }
-
-    /// Adds a flight for `key` and returns its id.
-    pub(crate) fn insert(
-        &mut self,
-        hash: u64,
-        key: K,
-        owner: usize,
-        call: Option<Arc<Call<V>>>,
-        token: Option<CancelToken>,
-    ) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.counts.executions += 1;
-        let entry = Entry {
-            key,
-            hash,
-            id,
-            owner,
-            released: false,
-            call,
-            token,
-        };
-        self.entries.insert_unique(hash, entry, |e| e.hash);
-        id
-    }
-}
-
-/// Takes the flight `id` out of the map and hands back its waiters' `Call`.
-/// Only a flight's runner (or the caller whose spawn of it failed) does this,
-/// once. The key is dropped after the lock is released.
-pub(crate) fn finish<K, V>(
-    mut table: MutexGuard<'_, Table<K, V>>,
-    hash: u64,
-    id: u64,
-    outcome: Outcome,
-) -> Option<Arc<Call<V>>> {
-    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
-        Ok(found) => found.remove().0,
-        Err(_) => unreachable!("only its own runner removes a flight from the map"),
-    };
-    match outcome {
-        Outcome::Error => table.counts.errors += 1,
-        Outcome::Panic => table.counts.panics += 1,
-        Outcome::Value | Outcome::Cancelled => {}
-    }
-    drop(table);
-    entry.call
 }
 
 impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
@@ -795,219 +518,5 @@ impl<K, V, S> fmt::Debug for Group<K, V, S> {
             .field("in_flight", &self.in_flight())
             .field("spawner", &self.spawner)
             .finish_non_exhaustive()
-    }
-}
-
-/// Configures a [`Group`]; made by [`Group::builder`].
-///
-/// # Examples
-///
-/// ```
-/// use singleflight_sync::Group;
-/// use std::collections::hash_map::RandomState;
-///
-/// let group: Group<u64, u64> = Group::builder()
-///     .name("prices")
-///     .hasher(RandomState::new())
-///     .shards(16)
-///     .build();
-/// assert_eq!(group.work(&1, || 2), 2);
-/// ```
-pub struct GroupBuilder<K, V, S = RandomState> {
-    name: Option<&'static str>,
-    hasher: S,
-    shards: Option<usize>,
-    pub(crate) spawner: Spawner,
-    observer: Observer<V>,
-    _types: PhantomData<fn() -> (K, V)>,
-}
-
-impl<K, V, S> GroupBuilder<K, V, S> {
-    /// A label for panic messages, errors and metrics. Never a key: keys are
-    /// unbounded, names are not.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    ///
-    /// let group: Group<String, u32> = Group::builder().name("users").build();
-    /// assert_eq!(group.name(), Some("users"));
-    /// assert!(format!("{group:?}").contains(r#"name: Some("users")"#));
-    /// ```
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = Some(name);
-        self
-    }
-
-    /// The hasher that picks a key's shard and bucket (default:
-    /// [`RandomState`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    /// use std::hash::{BuildHasherDefault, DefaultHasher};
-    ///
-    /// let group: Group<String, u32, BuildHasherDefault<DefaultHasher>> =
-    ///     Group::builder().hasher(BuildHasherDefault::default()).build();
-    /// assert_eq!(group.work("k", || 1), 1);
-    /// assert_eq!(group.stats().calls, 1);
-    /// ```
-    pub fn hasher<S2: BuildHasher>(self, hasher: S2) -> GroupBuilder<K, V, S2> {
-        GroupBuilder {
-            name: self.name,
-            hasher,
-            shards: self.shards,
-            spawner: self.spawner,
-            observer: self.observer,
-            _types: PhantomData,
-        }
-    }
-
-    /// How many independently locked shards the map has, rounded up to a
-    /// power of two (default: four per core, at least 4, at most 256).
-    ///
-    /// # Panics
-    ///
-    /// If `shards` is 0 or above 65,536.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    ///
-    /// let group: Group<u64, u64> = Group::builder().shards(3).build();
-    /// assert!(format!("{group:?}").contains("shards: 4"), "rounded up to a power of two");
-    /// assert!(std::panic::catch_unwind(|| Group::<u64, u64>::builder().shards(0)).is_err());
-    /// ```
-    pub fn shards(mut self, shards: usize) -> Self {
-        assert!(
-            (1..=1 << 16).contains(&shards),
-            "GroupBuilder::shards: {shards} is not a shard count (1..=65536)"
-        );
-        self.shards = Some(shards.next_power_of_two());
-        self
-    }
-
-    /// An observer told of every flight's end and every waiter (see
-    /// [`Metrics`]). Without one, the group reads no clock and allocates
-    /// nothing for metrics.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::{FlightEnd, Group, Metrics};
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    ///
-    /// #[derive(Debug, Default)]
-    /// struct Flights(AtomicUsize);
-    /// impl Metrics for Flights {
-    ///     fn flight_ended(&self, _group: Option<&'static str>, _flight: &FlightEnd) {
-    ///         self.0.fetch_add(1, Ordering::Relaxed);
-    ///     }
-    /// }
-    ///
-    /// let flights = Arc::new(Flights::default());
-    /// let group: Group<String, u32> = Group::builder().metrics(flights.clone()).build();
-    /// group.work("k", || 1);
-    /// assert_eq!(flights.0.load(Ordering::Relaxed), 1);
-    /// ```
-    pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self {
-        self.observer.metrics = Some(metrics);
-        self
-    }
-
-    /// How to tell an error from a value, for [`Stats::errors`] and the
-    /// observer's [`Outcome::Error`]: for `V = Result<T, E>`, pass
-    /// `Result::is_err`. Default: no value is an error. If `is_error`
-    /// panics, the value counts as a value (the flight still ends normally).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    ///
-    /// let group: Group<String, Result<u32, String>> =
-    ///     Group::builder().error_if(Result::is_err).build();
-    /// let _ = group.work("k", || Err("down".to_string()));
-    /// assert_eq!(group.stats().errors, 1);
-    /// ```
-    pub fn error_if(mut self, is_error: fn(&V) -> bool) -> Self {
-        self.observer.error_if = Some(is_error);
-        self
-    }
-
-    /// Makes the group.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::Group;
-    ///
-    /// let group: Group<String, u32> = Group::builder().build();
-    /// assert_eq!((group.name(), group.in_flight()), (None, 0));
-    /// assert_eq!(group.work("k", || 1), 1);
-    /// ```
-    pub fn build(self) -> Group<K, V, S> {
-        let count = self.shards.unwrap_or_else(sync::default_shards);
-        let shards = (0..count)
-            .map(|_| Shard {
-                table: Mutex::new(Table {
-                    entries: HashTable::new(),
-                    next_id: 0,
-                    counts: GroupCounts::default(),
-                }),
-            })
-            .collect();
-        Group {
-            shards,
-            mask: count - 1,
-            hasher: self.hasher,
-            name: self.name,
-            spawner: self.spawner,
-            observer: self.observer,
-        }
-    }
-}
-
-impl<K, V, S: fmt::Debug> fmt::Debug for GroupBuilder<K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GroupBuilder")
-            .field("name", &self.name)
-            .field("hasher", &self.hasher)
-            .field("shards", &self.shards)
-            .field("spawner", &self.spawner)
-            .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Entry;
-    use crate::call::Call;
-    use std::mem::size_of;
-
-    /// DESIGN.md: one in-flight call costs at most 128 bytes beyond K and V.
-    /// A flight nobody joined is its map entry alone; one with followers adds
-    /// a `Call` (behind an `Arc`: two counters more).
-    #[test]
-    fn what_every_call_touches_shares_the_shards_first_line() {
-        use super::{Shard, Table};
-        let table = std::mem::offset_of!(Shard<u64, u64>, table);
-        // parking_lot's mutex is its lock byte followed by the data.
-        let data = size_of::<crate::sync::Mutex<Table<u64, u64>>>() - size_of::<Table<u64, u64>>();
-        let hot_end = table + data + std::mem::offset_of!(Table<u64, u64>, counts) + 2 * 8;
-        assert!(hot_end <= 64, "the hot fields end at byte {hot_end}");
-    }
-
-    #[test]
-    fn an_in_flight_call_fits_in_128_bytes_beyond_k_and_v() {
-        let entry = size_of::<Entry<(), ()>>();
-        let call = 2 * size_of::<usize>() + size_of::<Call<()>>();
-        println!("entry {entry} B, call {call} B");
-        assert!(entry <= 64, "entry {entry} B");
-        assert!(entry + call <= 128, "entry {entry} B + call {call} B");
     }
 }

@@ -1,0 +1,460 @@
+//! The cache type and what needs no loader: lookups (`get`), writes
+//! (`insert`, `invalidate`, `clear`) and counts.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
+
+use super::clock::nanos;
+use super::inner::{Inner, Loaded};
+use super::store::{Cached, Store};
+use crate::group::Group;
+use crate::metrics::{CacheEvent, Stats};
+use crate::sync::{Mutex, MutexGuard, Shared};
+
+/// A cache whose misses load through a [`Group`]: concurrent misses for a key
+/// run the loader once, and its value is cached for a time.
+///
+/// - A fresh hit returns a clone; a miss loads, and the value is stored
+///   **before** the load's flight is released, so a caller never finds a key
+///   neither cached nor loading; the loading caller checks the cache once
+///   more before it runs the loader.
+/// - Each entry lives for the default TTL, or a per-call one, optionally
+///   shortened by a random jitter so that entries loaded together do not all
+///   expire together.
+/// - Errors from [`try_get_or_load`](Self::try_get_or_load) reach every
+///   caller of that load and are cached only if an error TTL is set.
+/// - Bounded by `max_entries`; a full cache admits a new key only if it is
+///   asked for more often than the entry it would evict (a frequency sketch,
+///   as in TinyLFU), so a skewed workload keeps its hot keys. Expired entries
+///   go lazily when looked up, and a few at every write. No background thread.
+/// - With `refresh_after`, an entry older than that is refreshed once while
+///   every other caller keeps getting the current value at once
+///   (stale-while-revalidate), and optionally a little before, at random
+///   (`early_refresh`, the XFetch rule).
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::TtlCache;
+/// use std::time::Duration;
+///
+/// let cache: TtlCache<String, String> = TtlCache::new(Duration::from_secs(30));
+/// let name = cache.get_or_load("user:42", || "Ada".to_string());
+/// assert_eq!(name, "Ada");
+/// // Cached: the loader does not run again.
+/// assert_eq!(cache.get_or_load("user:42", || unreachable!()), "Ada");
+/// ```
+pub struct TtlCache<K, V, S = RandomState> {
+    pub(super) inner: Shared<Inner<K, V>>,
+    pub(super) group: Group<K, Loaded<V>, S>,
+}
+
+/// Who looks: `get` (counted), a caller that may load or refresh (counted),
+/// one that may also be answered by a cached error (`try_get_or_load`), or
+/// a load's leader checking once more (not counted again).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Read,
+    Load,
+    TryLoad,
+    Recheck,
+}
+
+/// What a lookup found.
+pub(super) enum Lookup<V> {
+    /// A value, or (for `Mode::TryLoad` and `Mode::Recheck`) a cached error.
+    Fresh(Cached<V>),
+    /// A value due for a refresh, which this caller was chosen to start.
+    Stale(V, u64),
+    Miss,
+}
+
+impl<K, V, S> TtlCache<K, V, S>
+where
+    K: Eq,
+    V: Clone,
+    S: BuildHasher,
+{
+    #[inline]
+    pub(super) fn shard(&self, hash: u64) -> &Mutex<Store<K, V>> {
+        let index = (hash >> 32) as usize & self.inner.mask;
+        &self.inner.shards[index].store
+    }
+
+    /// Looks `key` up; `refresh` says whether this caller may be chosen to
+    /// refresh a stale entry.
+    #[inline]
+    pub(super) fn lookup<Q>(&self, hash: u64, key: &Q, mode: Mode) -> Lookup<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let now = self.inner.clock.now();
+        let mut store = self.shard(hash).lock();
+        let pos = store.find(hash, key);
+        if mode == Mode::Recheck {
+            return match pos {
+                Some(pos) if now < store.slot(pos).expires => {
+                    Lookup::Fresh(store.slot(pos).value.clone())
+                }
+                _ => Lookup::Miss,
+            };
+        }
+        store.touch(hash, pos);
+        // The common case first, with nothing to move or drop.
+        if let Some(p) = pos {
+            let slot = store.slot(p);
+            if now < slot.expires && now < slot.refresh && self.inner.beta.is_none() {
+                if let Cached::Value(v) = &slot.value {
+                    let v = v.clone();
+                    store.counts.hits += 1;
+                    drop(store);
+                    if let Some(m) = &self.inner.metrics {
+                        m.cache_event(self.group.name(), CacheEvent::Hit);
+                    }
+                    return Lookup::Fresh(Cached::Value(v));
+                }
+            }
+        }
+        self.lookup_slow(store, now, pos, mode)
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn lookup_slow(
+        &self,
+        mut store: MutexGuard<'_, Store<K, V>>,
+        now: u64,
+        pos: Option<usize>,
+        mode: Mode,
+    ) -> Lookup<V> {
+        let (found, event, gone) = match pos {
+            None => (Lookup::Miss, CacheEvent::Miss, None),
+            Some(pos) if now >= store.slot(pos).expires => {
+                store.counts.expirations += 1;
+                (Lookup::Miss, CacheEvent::Miss, Some(store.remove(pos)))
+            }
+            Some(pos) => {
+                let slot = store.slot(pos);
+                match &slot.value {
+                    // Only `try_get_or_load` can answer with a cached error;
+                    // for every other caller it is no entry at all. Never
+                    // refreshed: it expires and is loaded again.
+                    Cached::Error(e) if mode == Mode::TryLoad => (
+                        Lookup::Fresh(Cached::Error(e.clone())),
+                        CacheEvent::NegativeHit,
+                        None,
+                    ),
+                    Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
+                    Cached::Value(v) => {
+                        let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
+                        if may_refresh && !slot.refreshing && self.inner.refresh_due(slot, now) {
+                            // Cloned before the flag is set: a `V::clone`
+                            // that panics leaves the entry refreshable.
+                            let found = Lookup::Stale(v.clone(), slot.stamp);
+                            slot.refreshing = true;
+                            store.counts.refreshes += 1;
+                            (found, CacheEvent::StaleHit, None)
+                        } else if now >= slot.refresh {
+                            let found = Lookup::Fresh(Cached::Value(v.clone()));
+                            (found, CacheEvent::StaleHit, None)
+                        } else {
+                            (
+                                Lookup::Fresh(Cached::Value(v.clone())),
+                                CacheEvent::Hit,
+                                None,
+                            )
+                        }
+                    }
+                }
+            }
+        };
+        match event {
+            CacheEvent::Hit => store.counts.hits += 1,
+            CacheEvent::StaleHit => store.counts.stale_hits += 1,
+            CacheEvent::NegativeHit => store.counts.negative_hits += 1,
+            _ => store.counts.misses += 1,
+        }
+        drop(store);
+        if let Some(m) = &self.inner.metrics {
+            if gone.is_some() {
+                m.cache_event(self.group.name(), CacheEvent::Expiration);
+            }
+            m.cache_event(self.group.name(), event);
+        }
+        drop(gone);
+        found
+    }
+
+    /// The value cached for `key`, if fresh. Never loads or refreshes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = singleflight_sync::TtlCache::<String, u8>::new(std::time::Duration::from_secs(1));
+    /// assert_eq!(cache.get("k"), None);
+    /// cache.insert("k".into(), 1);
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// ```
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        match self.lookup(hash, key, Mode::Read) {
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` for `key` with the default TTL (and jitter), replacing
+    /// any entry for it. Like a load's value, a new key is subject to
+    /// admission when its shard is full: it is kept only if asked for more
+    /// often than the entry it would evict.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("k".to_string(), 1);
+    /// cache.insert("k".to_string(), 2);
+    /// assert_eq!(cache.get_or_load("k", || unreachable!()), 2);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.get("k"), None);
+    /// ```
+    pub fn insert(&self, key: K, value: V)
+    where
+        K: Hash,
+    {
+        self.insert_with_ttl(key, value, Duration::from_nanos(self.inner.ttl));
+    }
+
+    /// Stores `value` for `key`, to expire after `ttl` (and jitter); as
+    /// [`insert`](Self::insert) otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert_with_ttl("short".to_string(), 1, Duration::from_secs(5));
+    /// cache.insert("long".to_string(), 2);
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!((cache.get("short"), cache.get("long")), (None, Some(2)));
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration)
+    where
+        K: Hash,
+    {
+        let (hash, _) = self.group.locate(&key);
+        // No generation: an insert has no load to race, so nothing that
+        // happened before it can make its value stale.
+        self.inner.store(
+            self.shard(hash),
+            key,
+            hash,
+            Cached::Value(value),
+            nanos(ttl),
+            0,
+            None,
+        );
+    }
+
+    /// Removes `key`'s entry, and makes a load running for it now leave its
+    /// value out of the cache (its callers still get it) and stop taking new
+    /// callers. Returns whether an entry was removed.
+    ///
+    /// A load of another key in the same shard that is running now also
+    /// leaves its value out: a rare, harmless miss later, never a stale hit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// cache.insert("k".to_string(), 1);
+    /// assert!(cache.invalidate("k"));
+    /// assert!(!cache.invalidate("k"), "already gone");
+    /// // Invalidated while loading: the caller gets the value, the cache does not.
+    /// let v = cache.get_or_load("k", || {
+    ///     cache.invalidate("k");
+    ///     2
+    /// });
+    /// assert_eq!((v, cache.get("k")), (2, None));
+    /// ```
+    pub fn invalidate<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        let mut store = self.shard(hash).lock();
+        store.generation += 1;
+        let gone = store.find(hash, key).map(|pos| store.remove(pos));
+        drop(store);
+        self.group.forget(key);
+        gone.is_some()
+    }
+
+    /// Removes every entry; loads running now leave their values out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// cache.insert("a".to_string(), 1);
+    /// cache.insert("b".to_string(), 2);
+    /// cache.clear();
+    /// assert!(cache.is_empty());
+    /// let v = cache.get_or_load("a", || {
+    ///     cache.clear();
+    ///     3
+    /// });
+    /// assert_eq!((v, cache.get("a")), (3, None), "a load running during clear is not kept");
+    /// ```
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            let gone = shard.store.lock().clear();
+            drop(gone);
+        }
+        self.group.release_all();
+    }
+
+    /// How many callers are waiting for the load of `key` that is running now
+    /// (0 when none is).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// assert_eq!(cache.waiters("k"), 0);
+    /// // Whichever caller loads waits for the other to join its load.
+    /// let load = || {
+    ///     cache.get_or_load("k", || {
+    ///         while cache.waiters("k") == 0 {
+    ///             std::thread::yield_now();
+    ///         }
+    ///         7
+    ///     })
+    /// };
+    /// std::thread::scope(|s| {
+    ///     let other = s.spawn(load);
+    ///     assert_eq!((load(), other.join().unwrap()), (7, 7));
+    /// });
+    /// assert_eq!(cache.stats().loads, 1);
+    /// ```
+    pub fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.group.waiters(key)
+    }
+
+    /// A snapshot of the cache's counters and its load group's (see
+    /// [`Stats`]). Kept per shard under the locks lookups take anyway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = singleflight_sync::TtlCache::<String, u8>::new(std::time::Duration::from_secs(9));
+    /// cache.get_or_load("k", || 1);
+    /// cache.get_or_load("k", || 1);
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.hits, stats.misses, stats.loads), (1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.group.stats();
+        for shard in self.inner.shards.iter() {
+            stats.add_cache(&shard.store.lock().counts);
+        }
+        stats
+    }
+
+    /// The number of entries held, expired ones not yet reclaimed included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("a".to_string(), 1);
+    /// cache.insert("b".to_string(), 2);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(cache.len(), 2, "expired, not yet reclaimed");
+    /// assert_eq!(cache.get("a"), None);
+    /// assert_eq!(cache.len(), 1, "the lookup reclaimed `a`");
+    /// ```
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.store.lock().len()).sum()
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
+    /// assert!(cache.is_empty());
+    /// cache.insert("k".to_string(), 1);
+    /// assert!(!cache.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K, V, S> fmt::Debug for TtlCache<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TtlCache")
+            .field("name", &self.group.name())
+            .field(
+                "entries",
+                &self
+                    .inner
+                    .shards
+                    .iter()
+                    .map(|s| s.store.lock().len())
+                    .sum::<usize>(),
+            )
+            .field("ttl", &Duration::from_nanos(self.inner.ttl))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,17 @@
+//! The coordination core: `Group` and its builder.
+//!
+//! Its files run one way, each importing only from those listed before it:
+//! a shard's map of running flights (`table`), what the group tells its
+//! observer, the group with the flights its callers lead inline (`work`),
+//! its builder, and detached flights (deadlines, `do_chan`, `cancel`).
+
+mod observer;
+mod table;
+
+mod work;
+
+mod builder;
+mod detached;
+
+pub use self::builder::GroupBuilder;
+pub use self::work::Group;

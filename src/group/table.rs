@@ -1,0 +1,191 @@
+//! A group shard's map of running flights.
+
+use std::borrow::Borrow;
+
+use hashbrown::HashTable;
+
+use crate::call::Call;
+use crate::cancel::CancelToken;
+use crate::metrics::{GroupCounts, Outcome};
+use crate::sync::{Arc, Mutex, MutexGuard};
+
+/// Padded to a cache line pair so two shards' locks never share a line.
+#[repr(align(128))]
+pub(crate) struct Shard<K, V> {
+    pub(crate) table: Mutex<Table<K, V>>,
+}
+
+/// `repr(C)` keeps what every call touches (the lock word before it, the
+/// table's header, `next_id`, then `calls` and `executions` at the head of
+/// the counters) within the shard's first 64 bytes: on two cores, each line a
+/// call writes is a line that may have to cross from the other core.
+#[repr(C)]
+pub(crate) struct Table<K, V> {
+    pub(super) entries: HashTable<Entry<K, V>>,
+    /// Flight ids are unique per shard, which is all `find_entry` by id needs.
+    next_id: u64,
+    pub(crate) counts: GroupCounts,
+}
+
+/// One running flight, as the map holds it.
+pub(crate) struct Entry<K, V> {
+    key: K,
+    /// Stored so a resize never calls the user's `Hash` (which may panic).
+    hash: u64,
+    pub(crate) id: u64,
+    /// The thread running `f`, to refuse a re-entrant call instead of
+    /// deadlocking on it; 0 for a detached flight not started yet.
+    pub(crate) owner: usize,
+    /// Set by `forget` or `cancel`: new callers no longer join this flight,
+    /// but its runner still finds it by id and still serves its waiters.
+    pub(crate) released: bool,
+    /// Made by the first waiter; `None` for an inline flight nobody joined.
+    pub(crate) call: Option<Arc<Call<V>>>,
+    /// A detached flight's token; `None` for an inline flight.
+    pub(crate) token: Option<CancelToken>,
+}
+
+impl<K, V> Table<K, V> {
+    pub(super) fn new() -> Self {
+        Table {
+            entries: HashTable::new(),
+            next_id: 0,
+            counts: GroupCounts::default(),
+        }
+    }
+
+    /// The flight a new caller for `key` would join, if any.
+    #[inline]
+    pub(crate) fn joinable<Q>(&mut self, hash: u64, key: &Q) -> Option<&mut Entry<K, V>>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        self.entries
+            .find_mut(hash, |e| !e.released && e.key.borrow() == key)
+    }
+
+    /// The flight a new caller for `key` would join, or, when there is none,
+    /// a new inline flight for it led by `owner` (`Err` with its id). One
+    /// probe serves both.
+    #[inline]
+    pub(crate) fn joinable_or_insert<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        owner: usize,
+    ) -> Result<&mut Entry<K, V>, u64>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self
+            .entries
+            .entry(hash, |e| !e.released && e.key.borrow() == key, |e| e.hash)
+        {
+            hashbrown::hash_table::Entry::Occupied(found) => Ok(found.into_mut()),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let id = self.next_id;
+                slot.insert(Entry {
+                    key: key.to_owned(),
+                    hash,
+                    id,
+                    owner,
+                    released: false,
+                    call: None,
+                    token: None,
+                });
+                self.next_id += 1;
+                self.counts.executions += 1;
+                Err(id)
+            }
+        }
+    }
+
+    pub(super) fn release_all(&mut self) {
+        for entry in self.entries.iter_mut() {
+            entry.released = true;
+        }
+    }
+
+    /// The flight `id`, joinable or not.
+    pub(crate) fn by_id(&mut self, hash: u64, id: u64) -> Option<&mut Entry<K, V>> {
+        self.entries.find_mut(hash, |e| e.id == id)
+    }
+
+    /// Adds a flight for `key` and returns its id.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        owner: usize,
+        call: Option<Arc<Call<V>>>,
+        token: Option<CancelToken>,
+    ) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.counts.executions += 1;
+        let entry = Entry {
+            key,
+            hash,
+            id,
+            owner,
+            released: false,
+            call,
+            token,
+        };
+        self.entries.insert_unique(hash, entry, |e| e.hash);
+        id
+    }
+}
+
+/// Takes the flight `id` out of the map and hands back its waiters' `Call`.
+/// Only a flight's runner (or the caller whose spawn of it failed) does this,
+/// once. The key is dropped after the lock is released.
+pub(crate) fn finish<K, V>(
+    mut table: MutexGuard<'_, Table<K, V>>,
+    hash: u64,
+    id: u64,
+    outcome: Outcome,
+) -> Option<Arc<Call<V>>> {
+    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
+        Ok(found) => found.remove().0,
+        Err(_) => unreachable!("only its own runner removes a flight from the map"),
+    };
+    match outcome {
+        Outcome::Error => table.counts.errors += 1,
+        Outcome::Panic => table.counts.panics += 1,
+        Outcome::Value | Outcome::Cancelled => {}
+    }
+    drop(table);
+    entry.call
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entry;
+    use crate::call::Call;
+    use std::mem::size_of;
+
+    /// DESIGN.md: one in-flight call costs at most 128 bytes beyond K and V.
+    /// A flight nobody joined is its map entry alone; one with followers adds
+    /// a `Call` (behind an `Arc`: two counters more).
+    #[test]
+    fn what_every_call_touches_shares_the_shards_first_line() {
+        use super::{Shard, Table};
+        let table = std::mem::offset_of!(Shard<u64, u64>, table);
+        // parking_lot's mutex is its lock byte followed by the data.
+        let data = size_of::<crate::sync::Mutex<Table<u64, u64>>>() - size_of::<Table<u64, u64>>();
+        let hot_end = table + data + std::mem::offset_of!(Table<u64, u64>, counts) + 2 * 8;
+        assert!(hot_end <= 64, "the hot fields end at byte {hot_end}");
+    }
+
+    #[test]
+    fn an_in_flight_call_fits_in_128_bytes_beyond_k_and_v() {
+        let entry = size_of::<Entry<(), ()>>();
+        let call = 2 * size_of::<usize>() + size_of::<Call<()>>();
+        println!("entry {entry} B, call {call} B");
+        assert!(entry <= 64, "entry {entry} B");
+        assert!(entry + call <= 128, "entry {entry} B + call {call} B");
+    }
+}
