@@ -1,5 +1,7 @@
 //! Two persistent worker threads driven in timed rounds, for the benchmarks
-//! that measure two threads at once (`benches/group.rs`, `benches/ttl.rs`).
+//! that measure two threads at once (`benches/group.rs`, and the cache
+//! workloads in `common/caches.rs` that `benches/ttl.rs` and
+//! `benches-peers/` share).
 //! Threads are spawned once, so no figure includes a spawn; a round's time
 //! runs from the first worker starting to the last one finishing.
 

@@ -7,7 +7,7 @@
 //! concurrent requests for the same currency pair share one HTTP call and
 //! one token.
 //!
-//! Run: `cargo run --release --example rate_limited_api`
+//! Run: `cargo run --release -p singleflight-cookbook --example rate_limited_api`
 
 use std::collections::HashMap;
 use std::fmt;

@@ -1,6 +1,8 @@
 //! `examples/rate_limited_api.rs` at small size: duplicate requests for a
 //! currency pair share one HTTP call, counted by the server.
 
+// The library's test helpers (watchdog, wait_for), shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/rate_limited_api.rs"]

@@ -15,7 +15,7 @@
 //!   for a report that is kept.) An operator can still stop it with
 //!   `Reports::cancel`.
 //!
-//! Run: `cargo run --release --example report`
+//! Run: `cargo run --release -p singleflight-cookbook --example report`
 
 use std::fmt;
 use std::fs;

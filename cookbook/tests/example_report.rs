@@ -2,6 +2,8 @@
 //! ask, callers with deadlines leave without stopping it, and every caller
 //! reads the same contents as the stored file.
 
+// The library's test helpers (watchdog, wait_for), shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/report.rs"]

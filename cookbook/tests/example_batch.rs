@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 #[path = "../examples/batch.rs"]
 mod batch;
+// The library's test helpers (watchdog, wait_for), shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! ask. The query count is SQLite's own: the run counter of the prepared
 //! statement (`SQLITE_STMTSTATUS_RUN`), summed over the connection pool.
 //!
-//! Run: `cargo run --release --example user_cache`
+//! Run: `cargo run --release -p singleflight-cookbook --example user_cache`
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,8 @@
 //! `examples/user_cache.rs` at small size: the database runs one query per
 //! user per TTL, counted by SQLite itself.
 
+// The library's test helpers (watchdog, wait_for), shared rather than copied.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 #[allow(dead_code)]
 #[path = "../examples/user_cache.rs"]

@@ -12,7 +12,7 @@
 //! concurrent misses share one build, and later lines hit the cache. Each
 //! catalogue is built exactly once.
 //!
-//! Run: `cargo run --release --example batch -- [--items N] [--catalogues N] [--threads N]`
+//! Run: `cargo run --release -p singleflight-cookbook --example batch -- [--items N] [--catalogues N] [--threads N]`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
