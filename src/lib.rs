@@ -55,6 +55,7 @@
 //! between `Group` and `TtlCache`, and avoid the pitfalls.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The layers, each importing only from those listed before it: the sync
 // shim; errors and metrics; the flight (`call`), its cancel token and
@@ -91,5 +92,6 @@ pub use crate::error::{ConfigError, Error, LeaderPanicked};
 pub use crate::group::{Group, GroupBuilder};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
 #[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use crate::prometheus::{PrometheusError, PrometheusMetrics};
 pub use crate::spawn::Job;
