@@ -89,7 +89,7 @@ pub use crate::cache::{
 pub use crate::call::Flight;
 pub use crate::cancel::CancelToken;
 pub use crate::error::{ConfigError, Error, LeaderPanicked};
-pub use crate::group::{Group, GroupBuilder};
+pub use crate::group::{DefaultHashBuilder, Group, GroupBuilder};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]

@@ -120,7 +120,9 @@ fn a_panicking_drop_of_an_unread_copy_strands_no_follower_of_a_detached_flight()
         go.send(()).unwrap();
         // Kept until the unread copy has gone off, so only it can.
         let value = follower.join().unwrap();
-        wait_for("the unread copy to be dropped", || !ARMED.load(Ordering::SeqCst));
+        wait_for("the unread copy to be dropped", || {
+            !ARMED.load(Ordering::SeqCst)
+        });
         assert_eq!(value.tag, 1);
         assert_eq!(group.in_flight(), 0);
     });
@@ -138,16 +140,15 @@ fn a_panicking_drop_of_an_unread_copy_strands_no_follower_of_an_inline_flight() 
             let (group, started) = (group.clone(), started.clone());
             thread::spawn(move || {
                 let g = group.clone();
-                group
-                    .work("k", move || {
-                        started.store(true, Ordering::SeqCst);
-                        wait_for("a reader and a follower", || g.waiters("k") == 2);
-                        ARMED.store(true, Ordering::SeqCst);
-                        DropBomb {
-                            tag: 1,
-                            armed: &ARMED,
-                        }
-                    })
+                group.work("k", move || {
+                    started.store(true, Ordering::SeqCst);
+                    wait_for("a reader and a follower", || g.waiters("k") == 2);
+                    ARMED.store(true, Ordering::SeqCst);
+                    DropBomb {
+                        tag: 1,
+                        armed: &ARMED,
+                    }
+                })
             })
         };
         wait_for("the leader to start", || started.load(Ordering::SeqCst));
@@ -158,7 +159,9 @@ fn a_panicking_drop_of_an_unread_copy_strands_no_follower_of_an_inline_flight() 
         };
         // Both kept until the unread copy has gone off, so only it can.
         let (theirs, mine) = (follower.join().unwrap(), leader.join().unwrap());
-        wait_for("the unread copy to be dropped", || !ARMED.load(Ordering::SeqCst));
+        wait_for("the unread copy to be dropped", || {
+            !ARMED.load(Ordering::SeqCst)
+        });
         assert_eq!((theirs.tag, mine.tag), (1, 1));
     });
 }

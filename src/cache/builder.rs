@@ -1,7 +1,7 @@
 //! `TtlCacheBuilder`: a cache's TTLs, bound, refresh policy, clock,
 //! spawner, observer and hasher, checked when it is built.
 
-use std::collections::hash_map::RandomState;
+use crate::group::DefaultHashBuilder;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::io;
@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::Metrics;
 use crate::spawn::Job;
-use crate::sync::{self, Condvar, Mutex, Shared};
+use crate::sync::{self, AtomicUsize, Condvar, Mutex, Shared};
 
 impl<K, V> TtlCache<K, V> {
     /// A cache with a default TTL of `ttl` and the defaults of
@@ -104,7 +104,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 ///     .unwrap_err();
 /// assert_eq!(err.setting(), "refresh_after");
 /// ```
-pub struct TtlCacheBuilder<K, V, S = RandomState> {
+pub struct TtlCacheBuilder<K, V, S = DefaultHashBuilder> {
     ttl: Option<Duration>,
     max_entries: usize,
     jitter: f64,
@@ -392,7 +392,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         self
     }
 
-    /// The hasher for keys (default [`RandomState`]).
+    /// The hasher for keys (default [`DefaultHashBuilder`](crate::DefaultHashBuilder)).
+    /// `std::collections::hash_map::RandomState` (SipHash) resists HashDoS.
     ///
     /// # Examples
     ///
@@ -491,14 +492,15 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
                 ));
             }
         }
-        // Never more shards than entries, so per-shard bounds add up to
-        // exactly `max_entries`.
-        let count = sync::default_shards().min(1 << self.max_entries.ilog2());
-        let per = self.max_entries / count;
-        let extra = self.max_entries % count;
+        // The bound is kept for the whole cache, so shards are only for
+        // concurrency; each policy sees its shard's share of the traffic, so
+        // small caches get few shards (a shard of under 64 entries decides
+        // evictions on too little).
+        let count = sync::default_shards().min(1 << (self.max_entries / 64).max(1).ilog2());
+        let share = self.max_entries.div_ceil(count);
         let shards = (0..count)
-            .map(|i| CacheShard {
-                store: Mutex::new(Store::new(per + usize::from(i < extra))),
+            .map(|_| CacheShard {
+                store: Mutex::new(Store::new(share)),
             })
             .collect();
         let inner = Inner {
@@ -517,6 +519,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             loaders_done: Condvar::new(),
             metrics: self.metrics,
             name: self.name,
+            len: AtomicUsize::new(0),
+            max: self.max_entries,
         };
         Ok(TtlCache {
             inner: Shared::new(inner),

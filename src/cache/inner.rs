@@ -5,9 +5,10 @@
 use std::cell::Cell;
 
 use super::clock::{nanos, Clock, SystemClock};
-use super::store::{AnyError, Cached, Slot, Store};
+use super::store::{AnyError, Cached, Slot, Store, SWEEP};
+use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
-use crate::sync::{self, Condvar, Mutex, Shared};
+use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, Shared};
 
 /// What a load flight hands its callers: the value, or the loader's error.
 pub(super) type Loaded<V> = Result<V, AnyError>;
@@ -22,12 +23,26 @@ pub(super) struct Inner<K, V> {
     pub(super) refresh_after: Option<u64>,
     pub(super) jitter: f64,
     pub(super) beta: Option<f64>,
-    /// Detached refreshes not yet finished; the cache's drop waits for them.
     /// Detached refresh loaders running now; the cache's drop waits for them.
     pub(super) loaders: Mutex<Loaders>,
     pub(super) loaders_done: Condvar,
     pub(super) metrics: Option<Shared<dyn Metrics>>,
     pub(super) name: Option<&'static str>,
+    /// Entries held in all shards; `store` takes room before it adds one,
+    /// so this never exceeds `max`.
+    pub(super) len: AtomicUsize,
+    pub(super) max: usize,
+}
+
+/// Who stores an entry, which decides whether it may.
+pub(super) enum Writer<'a, K, V> {
+    /// A load, in the flight named: it stores unless that flight was
+    /// released since it began.
+    Load(&'a [Shard<K, Loaded<V>>], FlightRef),
+    /// An insert: it always stores, and releases (with this function) a
+    /// load running for the key, so the older value it loads cannot
+    /// overwrite this one.
+    Insert(&'a dyn Fn(&K)),
 }
 
 #[repr(align(128))]
@@ -52,31 +67,57 @@ impl ClockSource {
 }
 
 impl<K, V> Inner<K, V> {
-    /// Counts a loader run; returns the shard's generation at its start.
-    pub(super) fn load_started(&self, shard: &Mutex<Store<K, V>>) -> u64 {
-        let mut store = shard.lock();
-        store.counts.loads += 1;
-        store.generation
+    /// Counts a loader run.
+    pub(super) fn load_started(&self, hash: u64) {
+        self.shard_of(hash).lock().counts.loads += 1;
     }
 
+    #[inline]
+    pub(super) fn index_of(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.mask
+    }
+
+    #[inline]
     pub(super) fn shard_of(&self, hash: u64) -> &Mutex<Store<K, V>> {
-        let index = (hash >> 32) as usize & self.mask;
-        &self.shards[index].store
+        &self.shards[self.index_of(hash)].store
     }
 
-    /// Stores an entry; a loaded one (`generation` is `Some`) only if the
-    /// shard was not invalidated since its load began. What it replaces or
+    /// Entries held now, in every shard (expired ones not yet reclaimed
+    /// included). Never above `max`.
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` entries gone from the cache.
+    pub(super) fn removed(&self, n: usize) {
+        if n > 0 {
+            self.len.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes room for one more entry, if the cache is below its bound.
+    fn reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Stores an entry for `key`: a loaded one only if its flight was not
+    /// released (invalidated, cleared, or overtaken by an insert) since the
+    /// load began; an inserted one always. A new key first takes room: free
+    /// room under the bound, or else the victim of its own shard's policy,
+    /// or (its shard being empty) of another shard's. What it replaces or
     /// evicts is dropped after the lock is released.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn store(
         &self,
-        shard: &Mutex<Store<K, V>>,
         key: K,
         hash: u64,
         value: Cached<V>,
         ttl: u64,
         delta: u64,
-        generation: Option<u64>,
+        writer: Writer<'_, K, V>,
     ) where
         K: Eq,
     {
@@ -87,24 +128,82 @@ impl<K, V> Inner<K, V> {
         };
         let mut slot = Slot::new(key, hash, value, now.saturating_add(ttl));
         slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
-        slot.delta = delta;
-        let mut store = shard.lock();
-        if generation.is_some_and(|g| g != store.generation) {
-            drop(store);
-            drop(slot);
-            return;
+        slot.set_delta(delta);
+        let index = self.index_of(hash);
+        let mut gone = Vec::new();
+        let mut store = self.shards[index].store.lock();
+        // Under this shard's lock, which `invalidate` and `clear` hold
+        // while they release a key's flight: either the release comes
+        // first and the value stays out, or the store does and they remove
+        // it.
+        match writer {
+            Writer::Load(flights, flight) if flight.released(flights) => {
+                drop(store);
+                drop(slot);
+                return;
+            }
+            Writer::Load(..) => {}
+            Writer::Insert(release) => release(&slot.key),
         }
-        let (inserted, dropped) = store.insert(slot, now);
+        let (mut evicted, mut expired) = (0, 0);
+        if let Some(pos) = store.find(hash, &slot.key) {
+            gone.push(store.replace(pos, slot));
+        } else {
+            store.sweep_expired(now, SWEEP, &mut gone);
+            self.removed(gone.len());
+            if !self.reserve() {
+                match store.evict() {
+                    Some(victim) => gone.push(victim),
+                    None => self.evict_elsewhere(index, now, &mut gone),
+                }
+            }
+            evicted = gone.iter().filter(|s| s.expires > now).count();
+            expired = gone.len() - evicted;
+            store.insert_new(slot);
+        }
+        store.counts.evictions += evicted as u64;
+        store.counts.expirations += expired as u64;
         drop(store);
         if let Some(m) = &self.metrics {
-            for _ in 0..inserted.evicted {
+            for _ in 0..evicted {
                 m.cache_event(self.name, CacheEvent::Eviction);
             }
-            for _ in 0..inserted.expired {
+            for _ in 0..expired {
                 m.cache_event(self.name, CacheEvent::Expiration);
             }
         }
-        drop(dropped);
+        drop(gone);
+    }
+
+    /// Makes room for a new entry in shard `own`, which is empty while the
+    /// cache is full: another shard gives up its policy's victim. Other
+    /// shards are only tried, never waited for while `own` is held (the
+    /// only place a thread holds two shards), so no two threads can wait on
+    /// each other; room freed meanwhile is taken instead.
+    #[cold]
+    fn evict_elsewhere(&self, own: usize, now: u64, gone: &mut Vec<Slot<K, V>>) {
+        loop {
+            if self.reserve() {
+                return;
+            }
+            for step in 1..self.shards.len() {
+                let other = (own + step) & self.mask;
+                let Some(mut store) = self.shards[other].store.try_lock() else {
+                    continue;
+                };
+                if let Some(victim) = store.evict() {
+                    if victim.expires > now {
+                        store.counts.evictions += 1;
+                    } else {
+                        store.counts.expirations += 1;
+                    }
+                    // Counted by the caller's metrics, with its own.
+                    gone.push(victim);
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// `ttl` shortened by up to `jitter` of itself, at random.
@@ -127,8 +226,8 @@ impl<K, V> Inner<K, V> {
             return true;
         }
         match self.beta {
-            Some(beta) if slot.delta > 0 => {
-                let gap = -(slot.delta as f64) * beta * random_unit().ln();
+            Some(beta) if slot.delta() > 0 => {
+                let gap = -(slot.delta() as f64) * beta * random_unit().ln();
                 now as f64 + gap >= slot.expires as f64
             }
             _ => false,
@@ -160,11 +259,11 @@ pub(super) fn random_unit() -> f64 {
 pub(super) struct RefreshFlag<K, V> {
     pub(super) inner: Shared<Inner<K, V>>,
     pub(super) hash: u64,
-    pub(super) stamp: u64,
+    pub(super) stamp: u32,
 }
 
 impl<K, V> RefreshFlag<K, V> {
-    pub(super) fn new(inner: &Shared<Inner<K, V>>, hash: u64, stamp: u64) -> Self {
+    pub(super) fn new(inner: &Shared<Inner<K, V>>, hash: u64, stamp: u32) -> Self {
         RefreshFlag {
             inner: inner.clone(),
             hash,

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::inner::{Loaded, RefreshFlag};
+use super::inner::{Loaded, RefreshFlag, Writer};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
@@ -216,38 +216,33 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.group.work(key, || {
-            if !refresh {
-                if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, Mode::Recheck) {
-                    return Ok(v);
-                }
-            }
-            let shard = self.shard(hash);
-            let generation = self.inner.load_started(shard);
-            let start = self.inner.clock.now();
-            let loaded = f();
-            let delta = self.inner.clock.now().saturating_sub(start);
-            let (cached, ttl) = match &loaded {
-                Ok(v) => (Cached::Value(v.clone()), ttl),
-                Err(e) => {
-                    shard.lock().counts.load_errors += 1;
-                    match self.inner.error_ttl {
-                        // A failed refresh keeps the current value.
-                        Some(error_ttl) if !refresh => (Cached::Error(e.clone()), error_ttl),
-                        _ => return loaded,
+        self.group
+            .work_with(key, |flight| {
+                if !refresh {
+                    if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, Mode::Recheck) {
+                        return Ok(v);
                     }
                 }
-            };
-            self.inner.store(
-                shard,
-                key.to_owned(),
-                hash,
-                cached,
-                ttl,
-                delta,
-                Some(generation),
-            );
-            loaded
-        })
+                self.inner.load_started(hash);
+                let start = self.inner.clock.now();
+                let loaded = f();
+                let delta = self.inner.clock.now().saturating_sub(start);
+                let (cached, ttl) = match &loaded {
+                    Ok(v) => (Cached::Value(v.clone()), ttl),
+                    Err(e) => {
+                        self.shard(hash).lock().counts.load_errors += 1;
+                        match self.inner.error_ttl {
+                            // A failed refresh keeps the current value.
+                            Some(error_ttl) if !refresh => (Cached::Error(e.clone()), error_ttl),
+                            _ => return loaded,
+                        }
+                    }
+                };
+                let writer = Writer::Load(&self.group.shards, flight);
+                self.inner
+                    .store(key.to_owned(), hash, cached, ttl, delta, writer);
+                loaded
+            })
+            .value
     }
 }

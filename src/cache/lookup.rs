@@ -1,14 +1,14 @@
 //! The cache type and what needs no loader: lookups (`get`), writes
 //! (`insert`, `invalidate`, `clear`) and counts.
 
+use crate::group::DefaultHashBuilder;
 use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::inner::{Inner, Loaded};
+use super::inner::{Inner, Loaded, Writer};
 use super::store::{Cached, Store};
 use crate::group::Group;
 use crate::metrics::{CacheEvent, Stats};
@@ -47,7 +47,7 @@ use crate::sync::{Mutex, MutexGuard, Shared};
 /// // Cached: the loader does not run again.
 /// assert_eq!(cache.get_or_load("user:42", || unreachable!()), "Ada");
 /// ```
-pub struct TtlCache<K, V, S = RandomState> {
+pub struct TtlCache<K, V, S = DefaultHashBuilder> {
     pub(super) inner: Shared<Inner<K, V>>,
     pub(super) group: Group<K, Loaded<V>, S>,
 }
@@ -68,7 +68,7 @@ pub(super) enum Lookup<V> {
     /// A value, or (for `Mode::TryLoad` and `Mode::Recheck`) a cached error.
     Fresh(Cached<V>),
     /// A value due for a refresh, which this caller was chosen to start.
-    Stale(V, u64),
+    Stale(V, u32),
     Miss,
 }
 
@@ -103,7 +103,6 @@ where
                 _ => Lookup::Miss,
             };
         }
-        store.touch(hash, pos);
         // The common case first, with nothing to move or drop.
         if let Some(p) = pos {
             let slot = store.slot(p);
@@ -111,6 +110,7 @@ where
                 if let Cached::Value(v) = &slot.value {
                     let v = v.clone();
                     store.counts.hits += 1;
+                    store.record(hash, pos, true);
                     drop(store);
                     if let Some(m) = &self.inner.metrics {
                         m.cache_event(self.group.name(), CacheEvent::Hit);
@@ -119,7 +119,7 @@ where
                 }
             }
         }
-        self.lookup_slow(store, now, pos, mode)
+        self.lookup_slow(store, hash, now, pos, mode)
     }
 
     #[cold]
@@ -127,6 +127,7 @@ where
     pub(super) fn lookup_slow(
         &self,
         mut store: MutexGuard<'_, Store<K, V>>,
+        hash: u64,
         now: u64,
         pos: Option<usize>,
         mode: Mode,
@@ -135,6 +136,7 @@ where
             None => (Lookup::Miss, CacheEvent::Miss, None),
             Some(pos) if now >= store.slot(pos).expires => {
                 store.counts.expirations += 1;
+                self.inner.removed(1);
                 (Lookup::Miss, CacheEvent::Miss, Some(store.remove(pos)))
             }
             Some(pos) => {
@@ -151,11 +153,12 @@ where
                     Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
                     Cached::Value(v) => {
                         let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
-                        if may_refresh && !slot.refreshing && self.inner.refresh_due(slot, now) {
+                        if may_refresh && !slot.node.refreshing && self.inner.refresh_due(slot, now)
+                        {
                             // Cloned before the flag is set: a `V::clone`
                             // that panics leaves the entry refreshable.
                             let found = Lookup::Stale(v.clone(), slot.stamp);
-                            slot.refreshing = true;
+                            slot.node.refreshing = true;
                             store.counts.refreshes += 1;
                             (found, CacheEvent::StaleHit, None)
                         } else if now >= slot.refresh {
@@ -172,6 +175,12 @@ where
                 }
             }
         };
+        // For the policy, a hit is an entry found live, whatever its use.
+        store.record(
+            hash,
+            pos.filter(|_| gone.is_none()),
+            pos.is_some() && gone.is_none(),
+        );
         match event {
             CacheEvent::Hit => store.counts.hits += 1,
             CacheEvent::StaleHit => store.counts.stale_hits += 1,
@@ -266,16 +275,16 @@ where
         K: Hash,
     {
         let (hash, _) = self.group.locate(&key);
-        // No generation: an insert has no load to race, so nothing that
-        // happened before it can make its value stale.
+        let release = |key: &K| {
+            self.group.forget(key);
+        };
         self.inner.store(
-            self.shard(hash),
             key,
             hash,
             Cached::Value(value),
             nanos(ttl),
             0,
-            None,
+            Writer::Insert(&release),
         );
     }
 
@@ -310,10 +319,12 @@ where
     {
         let (hash, _) = self.group.locate(key);
         let mut store = self.shard(hash).lock();
-        store.generation += 1;
         let gone = store.find(hash, key).map(|pos| store.remove(pos));
-        drop(store);
+        self.inner.removed(usize::from(gone.is_some()));
+        // Under the shard lock, so a load of `key` cannot store between the
+        // removal and the release (see `Inner::store`).
         self.group.forget(key);
+        drop(store);
         gone.is_some()
     }
 
@@ -338,10 +349,15 @@ where
     /// ```
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
-            let gone = shard.store.lock().clear();
+            let mut store = shard.store.lock();
+            let gone = store.clear();
+            self.inner.removed(gone.len());
+            // Under this shard's lock, as `invalidate` does; the loads of
+            // other shards' keys are released again when their turn comes.
+            self.group.release_all();
+            drop(store);
             drop(gone);
         }
-        self.group.release_all();
     }
 
     /// How many callers are waiting for the load of `key` that is running now
@@ -420,7 +436,7 @@ where
     /// assert_eq!(cache.len(), 1, "the lookup reclaimed `a`");
     /// ```
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.store.lock().len()).sum()
+        self.inner.len()
     }
 
     /// Whether [`len`](Self::len) is 0.

@@ -1,13 +1,14 @@
 //! The cache layer: `TtlCache`, built on a `Group`.
 //!
 //! Its files run one way, each importing only from those listed before it:
-//! the clock, the frequency sketch and one shard's store (plain data
-//! structures: no locks, clocks or threads inside); what every handle
+//! the clock, the frequency sketch, the eviction policy and one shard's
+//! store (plain data structures: no locks, clocks or threads inside); what every handle
 //! shares (`inner`); the cache type with its lookups and writes (`lookup`);
 //! the loaders on the caller's thread (`load`) and on the spawner
 //! (`refresh`); the builder.
 
 mod clock;
+mod policy;
 mod sketch;
 mod store;
 

@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::inner::{Inner, RefreshFlag};
+use super::inner::{Inner, RefreshFlag, Writer};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
@@ -72,7 +72,7 @@ where
         }
     }
 
-    fn refresh_detached<Q, F>(&self, key: &Q, hash: u64, stamp: u64, f: F)
+    fn refresh_detached<Q, F>(&self, key: &Q, hash: u64, stamp: u32, f: F)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -80,15 +80,15 @@ where
     {
         let flag = RefreshFlag::new(&self.inner, hash, stamp);
         let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
+        let flights = self.group.shards.clone();
         // The receiver is dropped at once: nobody waits, the flight goes on,
         // and its value is dropped after it is stored.
-        drop(self.group.do_chan(key, move |_| {
+        drop(self.group.do_chan_with(key, move |_, flight| {
             let _flag = flag;
             let Some(_running) = Running::enter(&inner) else {
                 return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
             };
-            let shard = inner.shard_of(hash);
-            let generation = inner.load_started(shard);
+            inner.load_started(hash);
             let start = inner.clock.now();
             // Caught here, not by the group: a caller whose entry expired
             // meanwhile may join this flight, and must load for itself
@@ -96,21 +96,14 @@ where
             let v = match panic::catch_unwind(AssertUnwindSafe(f)) {
                 Ok(v) => v,
                 Err(payload) => {
-                    shard.lock().counts.load_errors += 1;
+                    inner.shard_of(hash).lock().counts.load_errors += 1;
                     let cause = LeaderPanicked::from_payload(&*payload, inner.name);
                     return Err(Shared::new(RefreshPanicked(cause)) as AnyError);
                 }
             };
             let delta = inner.clock.now().saturating_sub(start);
-            inner.store(
-                shard,
-                owned,
-                hash,
-                Cached::Value(v.clone()),
-                ttl,
-                delta,
-                Some(generation),
-            );
+            let writer = Writer::Load(&flights, flight);
+            inner.store(owned, hash, Cached::Value(v.clone()), ttl, delta, writer);
             Ok(v)
         }));
     }

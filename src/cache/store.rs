@@ -1,12 +1,14 @@
-//! One `TtlCache` shard's entries: a slab of slots with a hash index, CLOCK
-//! eviction guarded by a frequency sketch, and amortised expiry sweeping.
+//! One `TtlCache` shard's entries: a dense slab of slots with a hash index,
+//! ordered for eviction by the adaptive window TinyLFU of `policy`, and
+//! amortised expiry sweeping. A plain data structure: the shard's lock, the
+//! clock and the cache-wide bound live in the caller.
 
 use std::any::Any;
 use std::borrow::Borrow;
 
 use hashbrown::HashTable;
 
-use super::sketch::Sketch;
+use super::policy::{Node, Nodes, Policy};
 use crate::metrics::CacheCounts;
 use crate::sync::Shared;
 
@@ -21,45 +23,69 @@ pub(crate) enum Cached<V> {
     Error(AnyError),
 }
 
+/// One entry. For `u64` keys and values it is 64 bytes: a hit reads one
+/// line of it.
 pub(crate) struct Slot<K, V> {
     pub(crate) key: K,
-    hash: u64,
     pub(crate) value: Cached<V>,
     /// Times in clock nanoseconds.
     pub(crate) expires: u64,
     /// When a refresh is due (`u64::MAX`: never before expiry).
     pub(crate) refresh: u64,
-    /// How long the load that made this slot took (for early refresh).
-    pub(crate) delta: u64,
+    /// How long the load that made this slot took, in microseconds
+    /// (saturating), for early refresh.
+    delta_micros: u32,
+    /// The low half of the key's hash: the index and the sketch need no
+    /// more, and the shard was chosen by the high half.
+    short: u32,
     /// Names this slot's contents; a refresh clears only its own slot's flag.
-    pub(crate) stamp: u64,
-    pub(crate) refreshing: bool,
-    /// The CLOCK reference bit: asked for since the hand last passed.
-    referenced: bool,
+    pub(crate) stamp: u32,
+    pub(crate) node: Node,
 }
 
 impl<K, V> Slot<K, V> {
     pub(crate) fn new(key: K, hash: u64, value: Cached<V>, expires: u64) -> Self {
         Slot {
             key,
-            hash,
             value,
             expires,
             refresh: u64::MAX,
-            delta: 0,
+            delta_micros: 0,
+            short: hash as u32,
             stamp: 0,
-            refreshing: false,
-            referenced: false,
+            node: Node::default(),
         }
+    }
+
+    /// How long this slot's load took, in nanoseconds.
+    pub(crate) fn delta(&self) -> u64 {
+        u64::from(self.delta_micros) * 1_000
+    }
+
+    pub(crate) fn set_delta(&mut self, nanos: u64) {
+        self.delta_micros = u32::try_from(nanos / 1_000).unwrap_or(u32::MAX);
     }
 }
 
-/// Why an insert changed the size it did, for the counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Inserted {
-    pub(crate) stored: bool,
-    pub(crate) evicted: usize,
-    pub(crate) expired: usize,
+/// The hash a shard uses inside: its half of the key's hash, spread over 64
+/// bits for the index's buckets and tags.
+#[inline]
+fn spread(short: u32) -> u64 {
+    u64::from(short).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(short)
+}
+
+/// The slab as the policy sees it.
+struct Arena<'a, K, V>(&'a mut [Slot<K, V>]);
+
+impl<K, V> Nodes for Arena<'_, K, V> {
+    #[inline]
+    fn node(&mut self, i: u32) -> &mut Node {
+        &mut self.0[i as usize].node
+    }
+    #[inline]
+    fn hash(&self, i: u32) -> u64 {
+        spread(self.0[i as usize].short)
+    }
 }
 
 #[repr(C)]
@@ -68,29 +94,25 @@ pub(crate) struct Store<K, V> {
     pub(crate) counts: CacheCounts,
     index: HashTable<u32>,
     slots: Vec<Slot<K, V>>,
-    capacity: usize,
-    hand: usize,
+    policy: Policy,
+    /// This shard's share of the bound: the slab grows to it in one step
+    /// rather than doubling past it.
+    share: usize,
     sweep: usize,
-    sketch: Sketch,
-    /// Bumped by `invalidate` and `clear`: a load that started before keeps
-    /// its value out of the cache.
-    pub(crate) generation: u64,
-    next_stamp: u64,
+    next_stamp: u32,
 }
 
 /// How many slots a write looks at for expired entries, on top of its own.
-const SWEEP: usize = 4;
+pub(crate) const SWEEP: usize = 4;
 
 impl<K, V> Store<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(share: usize) -> Self {
         Store {
             index: HashTable::new(),
             slots: Vec::new(),
-            capacity,
-            hand: 0,
+            policy: Policy::new(share),
+            share,
             sweep: 0,
-            sketch: Sketch::new(capacity),
-            generation: 0,
             next_stamp: 0,
             counts: CacheCounts::default(),
         }
@@ -109,7 +131,9 @@ impl<K, V> Store<K, V> {
     {
         let slots = &self.slots;
         self.index
-            .find(hash, |&p| slots[p as usize].key.borrow() == key)
+            .find(spread(hash as u32), |&p| {
+                slots[p as usize].key.borrow() == key
+            })
             .map(|&p| p as usize)
     }
 
@@ -118,105 +142,92 @@ impl<K, V> Store<K, V> {
         &mut self.slots[pos]
     }
 
-    /// Records a request for `hash`: the sketch counts it (once the shard is
-    /// half full, when admission decisions draw near, as in Caffeine), and a
-    /// slot at `pos` gets its reference bit.
+    /// Records a request for `hash` for the policy; a found slot at `pos`
+    /// gets its reference bit (written only when it changes, so a hot
+    /// slot's line stays shared between the cores that read it).
     #[inline]
-    pub(crate) fn touch(&mut self, hash: u64, pos: Option<usize>) {
-        if self.slots.len() * 2 >= self.capacity {
-            self.sketch.increment(hash);
-        }
+    pub(crate) fn record(&mut self, hash: u64, pos: Option<usize>, hit: bool) {
+        self.policy.record(spread(hash as u32), hit);
         if let Some(pos) = pos {
-            // Written only when it changes, so a hot slot's line stays
-            // shared between the cores that read it.
-            if !self.slots[pos].referenced {
-                self.slots[pos].referenced = true;
+            let node = &mut self.slots[pos].node;
+            if !node.referenced {
+                node.referenced = true;
             }
         }
     }
 
     /// Takes the slot at `pos` out.
     pub(crate) fn remove(&mut self, pos: usize) -> Slot<K, V> {
+        self.policy.remove(&mut Arena(&mut self.slots), pos as u32);
+        self.take_out(pos)
+    }
+
+    /// Takes the slot at `pos` out of the index and the slab (the policy has
+    /// let go of it); the last slot moves into its place.
+    fn take_out(&mut self, pos: usize) -> Slot<K, V> {
         let last = self.slots.len() - 1;
-        let hash = self.slots[pos].hash;
-        if let Ok(entry) = self.index.find_entry(hash, |&p| p as usize == pos) {
+        let short = self.slots[pos].short;
+        if let Ok(entry) = self.index.find_entry(spread(short), |&p| p as usize == pos) {
             entry.remove();
         }
+        let gone = self.slots.swap_remove(pos);
         if pos != last {
-            let moved = self.slots[last].hash;
+            let moved = spread(self.slots[pos].short);
             if let Some(p) = self.index.find_mut(moved, |&p| p as usize == last) {
                 *p = pos as u32;
             }
+            self.policy
+                .moved(&mut Arena(&mut self.slots), last as u32, pos as u32);
         }
-        self.slots.swap_remove(pos)
+        gone
     }
 
-    /// Stores `slot`, replacing the key's old slot. A new key in a full
-    /// shard first takes an expired slot's place, or else the CLOCK victim's
-    /// if the sketch says the new key is asked for more often; otherwise it
-    /// is not stored. Also sweeps a few slots for expired entries.
-    pub(crate) fn insert(&mut self, mut slot: Slot<K, V>, now: u64) -> (Inserted, Vec<Slot<K, V>>)
-    where
-        K: Eq,
-    {
-        let mut out = Inserted::default();
-        let mut dropped = self.sweep_expired(now, SWEEP);
-        out.expired = dropped.len();
-        slot.stamp = self.next_stamp;
-        self.next_stamp += 1;
-        if let Some(pos) = self.find(slot.hash, &slot.key) {
-            dropped.push(std::mem::replace(&mut self.slots[pos], slot));
-            out.stored = true;
-            self.counts.expirations += out.expired as u64;
-            return (out, dropped);
-        }
-        if self.slots.len() >= self.capacity {
-            let victim = self.victim(now);
-            let expired = self.slots[victim].expires <= now;
-            if !expired
-                && self.sketch.frequency(slot.hash)
-                    <= self.sketch.frequency(self.slots[victim].hash)
-            {
-                dropped.push(slot);
-                self.counts.expirations += out.expired as u64;
-                return (out, dropped);
-            }
-            out.evicted += usize::from(!expired);
-            out.expired += usize::from(expired);
-            dropped.push(self.remove(victim));
-        }
+    /// Puts `slot` in place of the slot at `pos` (the same key), keeping its
+    /// place in the policy as a use of it; returns the old slot.
+    pub(crate) fn replace(&mut self, pos: usize, mut slot: Slot<K, V>) -> Slot<K, V> {
+        slot.stamp = self.stamp();
+        slot.node = self.slots[pos].node;
+        slot.node.referenced = true;
+        slot.node.refreshing = false;
+        std::mem::replace(&mut self.slots[pos], slot)
+    }
+
+    /// Adds the slot of a key not in the shard. The caller has made room.
+    pub(crate) fn insert_new(&mut self, mut slot: Slot<K, V>) {
+        slot.stamp = self.stamp();
         let pos = self.slots.len();
-        let hash = slot.hash;
+        if pos == self.slots.capacity() && pos < self.share {
+            // Straight to the share once past half of it, not to the next
+            // power of two: the bound is known, and memory is per entry.
+            let want = if pos * 2 >= self.share {
+                self.share
+            } else {
+                pos * 2
+            };
+            self.slots.reserve_exact(want.max(4) - pos);
+        }
+        let short = slot.short;
         self.slots.push(slot);
         let slots = &self.slots;
-        self.index
-            .insert_unique(hash, pos as u32, |&p| slots[p as usize].hash);
-        out.stored = true;
-        self.counts.evictions += out.evicted as u64;
-        self.counts.expirations += out.expired as u64;
-        (out, dropped)
+        self.index.insert_unique(spread(short), pos as u32, |&p| {
+            spread(slots[p as usize].short)
+        });
+        self.policy.insert(&mut Arena(&mut self.slots), pos as u32);
     }
 
-    /// The CLOCK hand's choice: the first slot that is expired or has not
-    /// been asked for since the hand last passed it.
-    fn victim(&mut self, now: u64) -> usize {
-        let len = self.slots.len();
-        for _ in 0..2 * len {
-            let pos = self.hand % len;
-            self.hand = pos + 1;
-            let slot = &mut self.slots[pos];
-            if slot.expires <= now || !slot.referenced {
-                return pos;
-            }
-            slot.referenced = false;
-        }
-        // Every bit was cleared on the first lap, so the second finds one.
-        self.hand % len
+    /// The policy's victim, taken out; `None` when the shard is empty.
+    pub(crate) fn evict(&mut self) -> Option<Slot<K, V>> {
+        let pos = self.policy.evict(&mut Arena(&mut self.slots))?;
+        Some(self.take_out(pos as usize))
+    }
+
+    fn stamp(&mut self) -> u32 {
+        self.next_stamp = self.next_stamp.wrapping_add(1);
+        self.next_stamp
     }
 
     /// Removes expired slots among the next `budget` the sweep cursor passes.
-    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize) -> Vec<Slot<K, V>> {
-        let mut gone = Vec::new();
+    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize, gone: &mut Vec<Slot<K, V>>) {
         for _ in 0..budget {
             if self.slots.is_empty() {
                 break;
@@ -229,26 +240,57 @@ impl<K, V> Store<K, V> {
                 self.sweep = pos + 1;
             }
         }
-        gone
     }
 
     /// Empties the shard; returns what it held, to drop outside the lock.
     pub(crate) fn clear(&mut self) -> Vec<Slot<K, V>> {
         self.index.clear();
-        self.hand = 0;
+        self.policy.clear();
         self.sweep = 0;
-        self.generation += 1;
         std::mem::take(&mut self.slots)
+    }
+
+    /// Lets a later caller refresh the slot stamped `stamp`, if it is still
+    /// here (a refresh that stored a new slot has nothing to clear).
+    pub(crate) fn clear_refreshing(&mut self, hash: u64, stamp: u32) {
+        let slots = &mut self.slots;
+        if let Some(&p) = self
+            .index
+            .find(spread(hash as u32), |&p| slots[p as usize].stamp == stamp)
+        {
+            slots[p as usize].node.refreshing = false;
+        }
     }
 }
 
-impl<K, V> Store<K, V> {
-    /// Lets a later caller refresh the slot stamped `stamp`, if it is still
-    /// here (a refresh that stored a new slot has nothing to clear).
-    pub(crate) fn clear_refreshing(&mut self, hash: u64, stamp: u64) {
-        let slots = &mut self.slots;
-        if let Some(&p) = self.index.find(hash, |&p| slots[p as usize].stamp == stamp) {
-            slots[p as usize].refreshing = false;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_u64_slot_is_one_cache_line() {
+        assert!(std::mem::size_of::<Slot<u64, u64>>() <= 64);
+    }
+
+    #[test]
+    fn removing_keeps_the_index_and_the_policy_in_step() {
+        let mut store: Store<u64, u64> = Store::new(8);
+        let hash = |k: u64| k.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        for k in 0..8 {
+            store.insert_new(Slot::new(k, hash(k), Cached::Value(k), u64::MAX));
         }
+        let pos = store.find(hash(3), &3).unwrap();
+        assert_eq!(store.remove(pos).key, 3);
+        for k in (0..8).filter(|&k| k != 3) {
+            let pos = store.find(hash(k), &k).expect("still indexed");
+            assert_eq!(store.slot(pos).key, k);
+        }
+        let mut evicted = Vec::new();
+        while let Some(slot) = store.evict() {
+            evicted.push(slot.key);
+        }
+        evicted.sort_unstable();
+        assert_eq!(evicted, [0, 1, 2, 4, 5, 6, 7]);
+        assert_eq!(store.len(), 0);
     }
 }

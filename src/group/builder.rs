@@ -1,7 +1,7 @@
 //! `GroupBuilder`: a group's name, hasher, shard count, spawner and
 //! observer.
 
-use std::collections::hash_map::RandomState;
+use super::work::DefaultHashBuilder;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::io;
@@ -40,7 +40,7 @@ impl<K, V> Group<K, V> {
     pub fn builder() -> GroupBuilder<K, V> {
         GroupBuilder {
             name: None,
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             shards: None,
             spawner: Spawner::default(),
             observer: Observer {
@@ -60,14 +60,14 @@ impl<K, V> Group<K, V> {
 /// use singleflight_sync::Group;
 /// use std::collections::hash_map::RandomState;
 ///
-/// let group: Group<u64, u64> = Group::builder()
+/// let group: Group<u64, u64, RandomState> = Group::builder()
 ///     .name("prices")
 ///     .hasher(RandomState::new())
 ///     .shards(16)
 ///     .build();
 /// assert_eq!(group.work(&1, || 2), 2);
 /// ```
-pub struct GroupBuilder<K, V, S = RandomState> {
+pub struct GroupBuilder<K, V, S = DefaultHashBuilder> {
     name: Option<&'static str>,
     hasher: S,
     shards: Option<usize>,
@@ -95,7 +95,8 @@ impl<K, V, S> GroupBuilder<K, V, S> {
     }
 
     /// The hasher that picks a key's shard and bucket (default:
-    /// [`RandomState`]).
+    /// [`DefaultHashBuilder`], foldhash; see there for when to choose
+    /// `std::collections::hash_map::RandomState`, SipHash, instead).
     ///
     /// # Examples
     ///

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::observer::Observer;
-use super::table::{finish, Shard, Table};
+use super::table::{finish, FlightRef, Shard, Table};
 use super::work::{recount_as_panic, reentrant_call, Group};
 use crate::call::{Call, Flight, Reply};
 use crate::cancel::CancelToken;
@@ -137,6 +137,7 @@ where
             None => {
                 let call = Arc::new(Call::new(0));
                 call.join();
+                let f = move |token: &CancelToken, _: FlightRef| f(token);
                 let id = self.start(table, index, hash, key, call.clone(), f);
                 (id, call, true)
             }
@@ -191,6 +192,18 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: FnOnce(&CancelToken) -> V + Send + 'static,
     {
+        self.do_chan_with(key, move |token, _| f(token))
+    }
+
+    /// [`do_chan`](Self::do_chan) for an `f` that is also told which
+    /// flight it runs (for the cache, which asks at store time whether the
+    /// flight was released meanwhile).
+    pub(crate) fn do_chan_with<Q, F>(&self, key: &Q, f: F) -> Receiver<Reply<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken, FlightRef) -> V + Send + 'static,
+    {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (hash, index) = self.locate(key);
         let mut table = self.shards[index].table.lock();
@@ -227,7 +240,7 @@ where
     ) -> u64
     where
         Q: ToOwned<Owned = K> + ?Sized,
-        F: FnOnce(&CancelToken) -> V + Send + 'static,
+        F: FnOnce(&CancelToken, FlightRef) -> V + Send + 'static,
     {
         let token = CancelToken::new();
         let id = table.insert(
@@ -254,7 +267,7 @@ where
         token: CancelToken,
         f: F,
     ) where
-        F: FnOnce(&CancelToken) -> V + Send + 'static,
+        F: FnOnce(&CancelToken, FlightRef) -> V + Send + 'static,
     {
         let runner = Runner {
             shards: self.shards.clone(),
@@ -354,7 +367,7 @@ struct Runner<K, V, F> {
     f: F,
 }
 
-impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
+impl<K, V: Clone, F: FnOnce(&CancelToken, FlightRef) -> V> Runner<K, V, F> {
     fn run(self) {
         let shard = &self.shards[self.index];
         if let Some(entry) = shard.table.lock().by_id(self.hash, self.id) {
@@ -362,7 +375,8 @@ impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> Runner<K, V, F> {
         }
         let Runner { f, token, .. } = self;
         let start = self.observer.start();
-        let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token)));
+        let flight = FlightRef::new(self.index, self.hash, self.id);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token, flight)));
         let mut outcome = match &result {
             Ok(value) => self.observer.outcome(value),
             Err(_) => Outcome::Panic,
@@ -397,7 +411,7 @@ struct Slot<R> {
 
 struct JobGuard<K, V, F>(Shared<Mutex<Slot<Runner<K, V, F>>>>);
 
-impl<K, V: Clone, F: FnOnce(&CancelToken) -> V> JobGuard<K, V, F> {
+impl<K, V: Clone, F: FnOnce(&CancelToken, FlightRef) -> V> JobGuard<K, V, F> {
     fn run(self) {
         let runner = self.0.lock().runner.take();
         if let Some(runner) = runner {

@@ -14,4 +14,5 @@ mod builder;
 mod detached;
 
 pub use self::builder::GroupBuilder;
-pub use self::work::Group;
+pub(crate) use self::table::{FlightRef, Shard};
+pub use self::work::{DefaultHashBuilder, Group};

@@ -139,6 +139,28 @@ impl<K, V> Table<K, V> {
     }
 }
 
+/// Names one flight, so that code running in it (the cache's loader) can
+/// ask, under its own lock, whether the flight was released since it began.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlightRef {
+    index: usize,
+    hash: u64,
+    id: u64,
+}
+
+impl FlightRef {
+    pub(crate) fn new(index: usize, hash: u64, id: u64) -> Self {
+        FlightRef { index, hash, id }
+    }
+
+    /// Whether the flight was released (by `forget`, `cancel` or
+    /// `release_all`), or has ended.
+    pub(crate) fn released<K, V>(self, shards: &[Shard<K, V>]) -> bool {
+        let mut table = shards[self.index].table.lock();
+        table.by_id(self.hash, self.id).is_none_or(|e| e.released)
+    }
+}
+
 /// Takes the flight `id` out of the map and hands back its waiters' `Call`.
 /// Only a flight's runner (or the caller whose spawn of it failed) does this,
 /// once. The key is dropped after the lock is released.

@@ -1,0 +1,474 @@
+//! Which entry a full shard evicts: an adaptive window TinyLFU, kept as a
+//! plain data structure (no locks, clocks or threads inside) so tests and the
+//! replay tool drive it deterministically.
+//!
+//! A new entry enters a small **window**, ordered by recency. What the window
+//! pushes out becomes a *candidate* for the **main** region, which is split
+//! into **probation** and **protected**: the candidate replaces main's victim
+//! only if the frequency sketch says it is asked for more often (TinyLFU), so
+//! a scan or a loop larger than the cache cannot flush the hot entries. An
+//! entry referenced while in probation is promoted to protected when the
+//! eviction hand reaches it; protected entries that go unreferenced are
+//! demoted back to probation.
+//!
+//! The split between window and main adapts by hill climbing on the hit rate
+//! (as Caffeine does): every sample of requests, the window grows or shrinks
+//! by a step, keeping the direction while the hit rate improves and turning
+//! back when it falls, with a step that decays and restarts when the hit rate
+//! moves sharply. A recency-biased workload grows the window until the cache
+//! behaves like LRU; a frequency-biased one shrinks it.
+//!
+//! Within each region, order is kept by a CLOCK-style second chance instead
+//! of moving an entry on every hit: a hit only sets the entry's reference
+//! bit (written once, so a hot entry's line stays shared between cores), and
+//! the bit is looked at when the entry reaches the head of its queue. That
+//! keeps a hit to the lines of the entry itself and its sketch block.
+
+use super::sketch::Sketch;
+
+/// No entry (an empty list's ends, a list end's neighbour).
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// The queue an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Region {
+    Window = 0,
+    Probation = 1,
+    Protected = 2,
+}
+
+/// An entry's place in the policy, kept inside the entry so a hit touches
+/// no other line.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Node {
+    prev: u32,
+    next: u32,
+    region: Region,
+    /// Asked for since the hand last passed it.
+    pub(crate) referenced: bool,
+    /// Not the policy's: the owner's flag that a refresh of this entry is
+    /// running, kept here because it fills the node's padding.
+    pub(crate) refreshing: bool,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node {
+            prev: NIL,
+            next: NIL,
+            region: Region::Window,
+            referenced: false,
+            refreshing: false,
+        }
+    }
+}
+
+/// Where the policy finds the nodes and hashes of the entries it orders, by
+/// index.
+pub(crate) trait Nodes {
+    fn node(&mut self, i: u32) -> &mut Node;
+    /// The hash the sketch counts the entry under.
+    fn hash(&self, i: u32) -> u64;
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// The adaptive window TinyLFU for one shard. See the module docs.
+pub(crate) struct Policy {
+    lists: [List; 3],
+    /// The shard's share of the cache's bound, which sizes the regions.
+    capacity: u32,
+    window_max: u32,
+    protected_max: u32,
+    sketch: Sketch,
+    climber: Climber,
+}
+
+impl Policy {
+    /// A policy for a shard holding about `capacity` entries.
+    pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, u32::MAX as usize - 1) as u32;
+        let mut policy = Policy {
+            lists: [List::EMPTY; 3],
+            capacity,
+            window_max: 0,
+            protected_max: 0,
+            sketch: Sketch::new(capacity as usize),
+            climber: Climber::new(capacity),
+        };
+        // 1% window, as Caffeine starts; the climber moves it from there.
+        policy.resize_window(i64::from(capacity / 100).max(1));
+        policy
+    }
+
+    /// How many entries each region holds: window, probation, protected.
+    #[cfg(test)]
+    pub(crate) fn lens(&self) -> [u32; 3] {
+        self.lists.map(|l| l.len)
+    }
+
+    /// The window's target size now.
+    #[cfg(test)]
+    pub(crate) fn window_max(&self) -> u32 {
+        self.window_max
+    }
+
+    fn resize_window(&mut self, window: i64) {
+        // At least one entry on each side where there is room for two, so
+        // neither recency nor frequency is ever switched off entirely.
+        let most = i64::from(self.capacity.saturating_sub(1)).max(1);
+        self.window_max = window.clamp(1, most) as u32;
+        let main = self.capacity.saturating_sub(self.window_max);
+        self.protected_max = main - main / 5;
+    }
+
+    /// Counts a request for the entry hashed `hash` (for the sketch and the
+    /// climber); `hit` says whether it was found.
+    #[inline]
+    pub(crate) fn record(&mut self, hash: u64, hit: bool) {
+        self.sketch.increment(hash);
+        if let Some(step) = self.climber.record(hit) {
+            let window = i64::from(self.window_max) + step;
+            self.resize_window(window);
+        }
+    }
+
+    /// A new entry `i` enters the window.
+    pub(crate) fn insert(&mut self, nodes: &mut impl Nodes, i: u32) {
+        *nodes.node(i) = Node::default();
+        self.push_back(nodes, Region::Window, i);
+    }
+
+    /// Entry `i` leaves (removed, expired or evicted by its owner).
+    pub(crate) fn remove(&mut self, nodes: &mut impl Nodes, i: u32) {
+        self.unlink(nodes, i);
+    }
+
+    /// Entry `from` now lives at index `to` (its owner moved it), with the
+    /// same node: its neighbours and list ends are pointed at `to`.
+    pub(crate) fn moved(&mut self, nodes: &mut impl Nodes, from: u32, to: u32) {
+        let node = *nodes.node(to);
+        let list = &mut self.lists[node.region as usize];
+        match node.prev {
+            NIL => list.head = to,
+            prev => nodes.node(prev).next = to,
+        }
+        match node.next {
+            NIL => list.tail = to,
+            next => nodes.node(next).prev = to,
+        }
+        debug_assert_ne!(from, to);
+    }
+
+    /// Empties every queue (the owner has dropped all entries).
+    pub(crate) fn clear(&mut self) {
+        self.lists = [List::EMPTY; 3];
+    }
+
+    /// Chooses the entry to evict so that a new one fits, unlinks it and
+    /// returns its index; `None` only when the policy holds no entry.
+    ///
+    /// The window first hands its overflow to probation; then the oldest
+    /// candidate that arrived there duels main's victim (probation's head)
+    /// by frequency, and the loser goes. With nothing to duel, the victim
+    /// goes.
+    pub(crate) fn evict(&mut self, nodes: &mut impl Nodes) -> Option<u32> {
+        let mut candidate = NIL;
+        while self.lists[Region::Window as usize].len > self.window_max {
+            let Some(i) = self.second_chance(nodes, Region::Window) else {
+                break;
+            };
+            self.unlink(nodes, i);
+            self.push_back(nodes, Region::Probation, i);
+            if candidate == NIL {
+                candidate = i;
+            }
+        }
+        self.demote_overflow(nodes);
+        let victim = self.main_victim(nodes);
+        let loser = match (victim, candidate) {
+            (None, _) => {
+                // Main is empty: only the window holds entries.
+                let i = self.second_chance(nodes, Region::Window)?;
+                Some(i)
+            }
+            (Some(v), c) if c == NIL || c == v => Some(v),
+            (Some(v), c) => Some(self.duel(nodes, c, v)),
+        }?;
+        self.unlink(nodes, loser);
+        Some(loser)
+    }
+
+    /// The loser of a duel between `candidate` and `victim`: the one asked
+    /// for less often. A tie keeps the incumbent, except that a warm
+    /// candidate wins one tie in 128, so no crafted sequence can pin the
+    /// incumbents forever (as Caffeine guards against hash flooding).
+    fn duel(&mut self, nodes: &mut impl Nodes, candidate: u32, victim: u32) -> u32 {
+        let c = self.sketch.frequency(nodes.hash(candidate));
+        let v = self.sketch.frequency(nodes.hash(victim));
+        let lucky = c >= 6 && nodes.hash(candidate) & 127 == u64::from(self.climber.tick & 127);
+        if c > v || lucky {
+            victim
+        } else {
+            candidate
+        }
+    }
+
+    /// Probation's head after promoting the referenced entries in front of
+    /// it to protected; protected's if probation is empty.
+    fn main_victim(&mut self, nodes: &mut impl Nodes) -> Option<u32> {
+        // Bounded: each pass promotes one entry or returns.
+        for _ in 0..=self.lists[Region::Probation as usize].len {
+            let head = self.lists[Region::Probation as usize].head;
+            if head == NIL {
+                break;
+            }
+            if !nodes.node(head).referenced {
+                return Some(head);
+            }
+            nodes.node(head).referenced = false;
+            self.unlink(nodes, head);
+            self.push_back(nodes, Region::Protected, head);
+            self.demote_overflow(nodes);
+        }
+        if self.lists[Region::Probation as usize].len > 0 {
+            return Some(self.lists[Region::Probation as usize].head);
+        }
+        self.second_chance(nodes, Region::Protected)
+    }
+
+    /// Moves protected's unreferenced overflow to probation's tail.
+    fn demote_overflow(&mut self, nodes: &mut impl Nodes) {
+        while self.lists[Region::Protected as usize].len > self.protected_max {
+            let Some(i) = self.second_chance(nodes, Region::Protected) else {
+                return;
+            };
+            self.unlink(nodes, i);
+            self.push_back(nodes, Region::Probation, i);
+        }
+    }
+
+    /// The first entry from `region`'s head whose reference bit is clear,
+    /// giving each referenced one a second chance (bit cleared, moved to the
+    /// tail). Bounded by one lap: after it, the head's bit is clear.
+    fn second_chance(&mut self, nodes: &mut impl Nodes, region: Region) -> Option<u32> {
+        let lap = self.lists[region as usize].len;
+        for _ in 0..lap {
+            let head = self.lists[region as usize].head;
+            if !nodes.node(head).referenced {
+                return Some(head);
+            }
+            nodes.node(head).referenced = false;
+            self.unlink(nodes, head);
+            self.push_back(nodes, region, head);
+        }
+        let head = self.lists[region as usize].head;
+        (head != NIL).then_some(head)
+    }
+
+    fn push_back(&mut self, nodes: &mut impl Nodes, region: Region, i: u32) {
+        let list = &mut self.lists[region as usize];
+        let tail = list.tail;
+        {
+            let node = nodes.node(i);
+            node.prev = tail;
+            node.next = NIL;
+            node.region = region;
+        }
+        match tail {
+            NIL => list.head = i,
+            tail => nodes.node(tail).next = i,
+        }
+        list.tail = i;
+        list.len += 1;
+    }
+
+    fn unlink(&mut self, nodes: &mut impl Nodes, i: u32) {
+        let node = *nodes.node(i);
+        let list = &mut self.lists[node.region as usize];
+        match node.prev {
+            NIL => list.head = node.next,
+            prev => nodes.node(prev).next = node.next,
+        }
+        match node.next {
+            NIL => list.tail = node.prev,
+            next => nodes.node(next).prev = node.prev,
+        }
+        list.len -= 1;
+        let node = nodes.node(i);
+        node.prev = NIL;
+        node.next = NIL;
+    }
+}
+
+/// Moves the window/main split by hill climbing on the hit rate.
+struct Climber {
+    hits: u32,
+    requests: u32,
+    /// Requests per sample: ten times the capacity, as the sketch's period.
+    sample: u32,
+    previous: f64,
+    /// Entries to move the split by next time; the sign is the direction
+    /// (positive grows the window).
+    step: f64,
+    restart: f64,
+    /// Samples seen, also a cheap changing value for tie-breaking.
+    tick: u32,
+}
+
+impl Climber {
+    fn new(capacity: u32) -> Self {
+        let restart = f64::from(capacity) * 0.0625;
+        Climber {
+            hits: 0,
+            requests: 0,
+            sample: capacity.saturating_mul(10).clamp(64, 1 << 24),
+            previous: 0.0,
+            step: restart,
+            restart,
+            tick: 0,
+        }
+    }
+
+    /// Counts a request; at the end of a sample, returns how far to move the
+    /// window.
+    #[inline]
+    fn record(&mut self, hit: bool) -> Option<i64> {
+        self.hits += u32::from(hit);
+        self.requests += 1;
+        if self.requests < self.sample {
+            return None;
+        }
+        Some(self.adapt())
+    }
+
+    #[cold]
+    fn adapt(&mut self) -> i64 {
+        let rate = f64::from(self.hits) / f64::from(self.requests);
+        let change = rate - self.previous;
+        self.hits = 0;
+        self.requests = 0;
+        self.tick = self.tick.wrapping_add(1);
+        self.previous = rate;
+        if change < 0.0 {
+            self.step = -self.step;
+        }
+        let amount = self.step;
+        self.step = if change.abs() >= 0.05 {
+            self.restart.copysign(self.step)
+        } else {
+            self.step * 0.98
+        };
+        amount as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries as bare nodes with their hash.
+    struct Arena(Vec<(Node, u64)>);
+    impl Nodes for Arena {
+        fn node(&mut self, i: u32) -> &mut Node {
+            &mut self.0[i as usize].0
+        }
+        fn hash(&self, i: u32) -> u64 {
+            self.0[i as usize].1
+        }
+    }
+
+    fn hash(key: u64) -> u64 {
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Runs `keys` through a policy of `capacity`, returning the hits.
+    fn replay(capacity: usize, keys: impl Iterator<Item = u64>) -> usize {
+        let mut policy = Policy::new(capacity);
+        let mut arena = Arena(Vec::new());
+        let mut index = std::collections::HashMap::new();
+        let mut keys_of = Vec::new();
+        let mut hits = 0;
+        for key in keys {
+            if let Some(&i) = index.get(&key) {
+                hits += 1;
+                policy.record(hash(key), true);
+                arena.node(i).referenced = true;
+                continue;
+            }
+            policy.record(hash(key), false);
+            let i = if index.len() < capacity {
+                arena.0.push((Node::default(), hash(key)));
+                keys_of.push(key);
+                arena.0.len() as u32 - 1
+            } else {
+                let gone = policy
+                    .evict(&mut arena)
+                    .expect("a full policy has a victim");
+                index.remove(&keys_of[gone as usize]);
+                keys_of[gone as usize] = key;
+                arena.0[gone as usize].1 = hash(key);
+                gone
+            };
+            index.insert(key, i);
+            policy.insert(&mut arena, i);
+            let lens = policy.lens();
+            assert_eq!(lens.iter().sum::<u32>() as usize, index.len());
+        }
+        hits
+    }
+
+    #[test]
+    fn a_working_set_that_fits_is_all_hits_after_the_first_pass() {
+        let hits = replay(100, (0..5).flat_map(|_| 0..100u64));
+        assert_eq!(hits, 400);
+    }
+
+    #[test]
+    fn a_loop_larger_than_the_cache_keeps_a_fixed_part_of_it() {
+        // LRU gets no hit at all here; frequency admission keeps most of a
+        // capacity's worth of the loop resident.
+        let hits = replay(100, (0..50).flat_map(|_| 0..150u64));
+        assert!(hits > 50 * 50, "{hits}");
+    }
+
+    #[test]
+    fn every_entry_is_in_exactly_one_queue() {
+        let mut policy = Policy::new(10);
+        let mut arena = Arena((0..10).map(|k| (Node::default(), hash(k))).collect());
+        for i in 0..10 {
+            policy.insert(&mut arena, i);
+        }
+        for _ in 0..5 {
+            let gone = policy.evict(&mut arena).unwrap();
+            policy.insert(&mut arena, gone);
+        }
+        assert_eq!(policy.lens().iter().sum::<u32>(), 10);
+        policy.remove(&mut arena, 3);
+        assert_eq!(policy.lens().iter().sum::<u32>(), 9);
+        assert!(policy.window_max() >= 1);
+    }
+
+    #[test]
+    fn a_one_entry_policy_evicts_its_only_entry() {
+        let mut policy = Policy::new(1);
+        let mut arena = Arena(vec![(Node::default(), hash(1))]);
+        policy.insert(&mut arena, 0);
+        assert_eq!(policy.evict(&mut arena), Some(0));
+        assert_eq!(policy.evict(&mut arena), None);
+    }
+}

@@ -1,0 +1,275 @@
+//! The cache engine: an exact bound for the whole cache, every new entry
+//! stored, invalidation per key, and a bounded stress with random keys over a
+//! small cache.
+
+mod common;
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use common::{wait_for, watchdog, Counts, Tracked};
+use rand::{Rng, SeedableRng};
+use singleflight_sync::{ManualClock, TtlCache};
+
+fn cache(max: usize) -> TtlCache<u64, u64> {
+    TtlCache::builder()
+        .ttl(Duration::from_secs(3600))
+        .max_entries(max)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_working_set_that_fits_never_evicts() {
+    let cache = cache(10_000);
+    let loads = AtomicUsize::new(0);
+    for _ in 0..3 {
+        for k in 0..10_000u64 {
+            let v = cache.get_or_load(&k, || {
+                loads.fetch_add(1, Ordering::Relaxed);
+                k
+            });
+            assert_eq!(v, k);
+        }
+    }
+    assert_eq!(loads.load(Ordering::Relaxed), 10_000, "one load per key");
+    assert_eq!(cache.len(), 10_000);
+    assert_eq!(cache.stats().evictions, 0);
+}
+
+#[test]
+fn tiny_bounds_hold_exactly_and_keep_every_new_entry() {
+    for max in [1usize, 2, 8] {
+        let cache = cache(max);
+        for k in 0..200u64 {
+            cache.insert(k, k);
+            assert_eq!(cache.get(&k), Some(k), "max {max}: insert then get");
+            assert!(cache.len() <= max, "max {max}: len {}", cache.len());
+        }
+        assert_eq!(cache.len(), max, "a full cache of {max}");
+        let loaded = cache.get_or_load(&1_000, || 7);
+        assert_eq!((loaded, cache.get(&1_000)), (7, Some(7)), "max {max}");
+        assert!(cache.len() <= max);
+    }
+}
+
+#[test]
+fn an_insert_into_a_full_cache_of_hot_keys_is_kept() {
+    let cache = cache(100);
+    for _ in 0..20 {
+        for k in 0..100u64 {
+            cache.get_or_load(&k, || k);
+        }
+    }
+    assert_eq!(cache.len(), 100);
+    cache.insert(5_000, 1);
+    assert_eq!(cache.get(&5_000), Some(1));
+    assert_eq!(cache.len(), 100);
+}
+
+/// Every key in one shard, so "another key" is always a shard neighbour.
+#[derive(Clone, Copy, Debug, Default)]
+struct OneShard;
+impl BuildHasher for OneShard {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+/// FNV-1a on the low half only: the high half, which picks the shard, is 0.
+#[derive(Debug)]
+struct Fnv(u64);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0 & 0xFFFF_FFFF
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Runs a load of `key` that waits until `during` has run, then returns
+/// what `get` sees once it has ended.
+fn during_a_load(
+    cache: &TtlCache<u64, u64, OneShard>,
+    key: u64,
+    during: impl FnOnce() + Send,
+) -> Option<u64> {
+    let started = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        let loader = s.spawn(|| {
+            cache.get_or_load(&key, || {
+                started.store(true, Ordering::SeqCst);
+                wait_for("the other thread", || done.load(Ordering::SeqCst));
+                key * 10
+            })
+        });
+        wait_for("the load to start", || started.load(Ordering::SeqCst));
+        during();
+        done.store(true, Ordering::SeqCst);
+        assert_eq!(
+            loader.join().unwrap(),
+            key * 10,
+            "its caller gets the value"
+        );
+    });
+    cache.get(&key)
+}
+
+fn one_shard() -> TtlCache<u64, u64, OneShard> {
+    TtlCache::builder()
+        .ttl(Duration::from_secs(3600))
+        .hasher(OneShard)
+        .clock(ManualClock::new())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn invalidating_other_keys_never_discards_a_load() {
+    watchdog(Duration::from_secs(20), || {
+        let cache = one_shard();
+        (100..150).for_each(|k| cache.insert(k, k));
+        let seen = during_a_load(&cache, 1, || {
+            for k in 100..200 {
+                cache.invalidate(&k); // present and absent neighbours
+            }
+        });
+        assert_eq!(seen, Some(10), "the load of 1 is kept");
+        assert_eq!(cache.stats().loads, 1);
+    });
+}
+
+#[test]
+fn invalidate_clear_and_insert_of_the_key_win_over_its_load() {
+    watchdog(Duration::from_secs(20), || {
+        let cache = one_shard();
+        assert_eq!(
+            during_a_load(&cache, 1, || {
+                cache.invalidate(&1);
+            }),
+            None
+        );
+        assert_eq!(during_a_load(&cache, 2, || cache.clear()), None);
+        assert_eq!(
+            during_a_load(&cache, 3, || cache.insert(3, 99)),
+            Some(99),
+            "the insert is newer than what the load read"
+        );
+    });
+}
+
+#[test]
+fn concurrent_loads_of_distinct_keys_beside_invalidations_load_each_key_once() {
+    watchdog(Duration::from_secs(60), || {
+        let cache = Arc::new(one_shard());
+        let stop = Arc::new(AtomicBool::new(false));
+        let invalidator = {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    cache.invalidate(&(1_000_000 + i % 64));
+                    i += 1;
+                }
+            })
+        };
+        let loads = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(4));
+        let readers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (cache, loads, start) = (cache.clone(), loads.clone(), start.clone());
+                thread::spawn(move || {
+                    start.wait();
+                    for round in 0..3 {
+                        for k in (t * 100)..(t * 100 + 100) {
+                            let v = cache.get_or_load(&k, || {
+                                loads.fetch_add(1, Ordering::Relaxed);
+                                if round == 0 {
+                                    thread::sleep(Duration::from_micros(50));
+                                }
+                                k
+                            });
+                            assert_eq!(v, k);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for r in readers {
+            r.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        invalidator.join().unwrap();
+        assert_eq!(loads.load(Ordering::Relaxed), 400, "the ideal: one per key");
+    });
+}
+
+#[test]
+fn stress_random_keys_over_a_small_cache() {
+    const THREADS: u64 = 4;
+    const OPS: usize = 5_000;
+    const MAX: usize = 16;
+    watchdog(Duration::from_secs(120), || {
+        let counts = Arc::new(Counts::default());
+        let made = Arc::new(AtomicUsize::new(0));
+        let clock = ManualClock::new();
+        let cache: Arc<TtlCache<u64, Tracked>> = Arc::new(
+            TtlCache::builder()
+                .ttl(Duration::from_secs(10))
+                .max_entries(MAX)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (cache, counts, made, clock) =
+                    (cache.clone(), counts.clone(), made.clone(), clock.clone());
+                thread::spawn(move || {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(0xb0b + t);
+                    let make = |k: u64| {
+                        made.fetch_add(1, Ordering::SeqCst);
+                        Tracked::new(k, &counts)
+                    };
+                    for i in 0..OPS {
+                        let key = rng.gen_range(0..64u64);
+                        match rng.gen_range(0..10) {
+                            0..=4 => assert_eq!(cache.get_or_load(&key, || make(key)).tag, key),
+                            5..=6 => cache.insert(key, make(key)),
+                            7 => {
+                                cache.invalidate(&key);
+                            }
+                            8 => {
+                                if let Some(v) = cache.get(&key) {
+                                    assert_eq!(v.tag, key);
+                                }
+                            }
+                            _ if t == 0 && i % 50 == 0 => clock.advance(Duration::from_secs(3)),
+                            _ => {}
+                        }
+                        assert!(cache.len() <= MAX, "len {} over {MAX}", cache.len());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert!(cache.len() <= MAX);
+        let stats = cache.stats();
+        assert!(stats.evictions > 0, "{stats:?}");
+        drop(cache);
+        assert_eq!(
+            counts.drops(),
+            made.load(Ordering::SeqCst) + counts.clones(),
+            "every value dropped exactly once"
+        );
+    });
+}
