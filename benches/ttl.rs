@@ -10,8 +10,8 @@
 //!
 //! - `hit/one_thread`, `hit/two_threads`: lookups of 10,000 cached `u64`
 //!   keys in turn (two threads: aggregate time per hit). `ours_fast_hash` is
-//!   `TtlCache` with a cheap hasher instead of the default SipHash, to show
-//!   what hashing costs;
+//!   `TtlCache` with a cheaper hasher than its default foldhash (a murmur3
+//!   finaliser), to show what hashing costs;
 //! - `miss_and_load`: a fresh key each call, loaded into a full cache.
 //!
 //! Two figures are not timings and are printed before criterion starts:
@@ -42,7 +42,7 @@ use caches::{HIT_CAPACITY, HIT_KEYS, LONG_TTL};
 use singleflight_sync::TtlCache;
 
 /// A `TtlCache` with a cheap hasher (a murmur3 finaliser), to show how much
-/// of a hit the default `RandomState` (SipHash-1-3) costs.
+/// of a hit the default hasher (foldhash) costs.
 #[derive(Clone, Copy, Debug, Default)]
 struct Mix;
 

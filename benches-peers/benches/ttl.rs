@@ -8,8 +8,8 @@
 //!
 //! - `hit/one_thread`, `hit/two_threads`: lookups of 10,000 cached `u64`
 //!   keys in turn (two threads: aggregate time per hit). All three hash with
-//!   their defaults: SipHash-1-3 for ours and moka, foldhash for
-//!   quick_cache (the library's bench shows ours with a cheap hasher);
+//!   their defaults: foldhash for ours and quick_cache, SipHash-1-3 for moka
+//!   (the library's bench shows ours with a cheaper hasher still);
 //! - `miss_and_load`: a fresh key each call, loaded into a full cache.
 //!
 //! Printed before criterion starts, not timed: `hit_ratio`, a Zipf(0.99)
