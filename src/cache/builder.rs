@@ -7,6 +7,7 @@ use std::hash::BuildHasher;
 use std::io;
 use std::time::Duration;
 
+use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
 use super::inner::{CacheShard, ClockSource, Inner, Loaded, Loaders};
 use super::store::Store;
@@ -15,7 +16,7 @@ use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::Metrics;
 use crate::spawn::Job;
-use crate::sync::{self, AtomicUsize, Condvar, Mutex, Shared};
+use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Shared};
 
 impl<K, V> TtlCache<K, V> {
     /// A cache with a default TTL of `ttl` and the defaults of
@@ -503,6 +504,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
                 store: Mutex::new(Store::new(share)),
             })
             .collect();
+        let adapter = Adapter::new(self.max_entries);
         let inner = Inner {
             shards,
             mask: count - 1,
@@ -521,6 +523,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             name: self.name,
             len: AtomicUsize::new(0),
             max: self.max_entries,
+            sample_shift: adapter.shift(),
+            window: AtomicU64::new(adapter.window().to_bits()),
+            adapter: Mutex::new(adapter),
         };
         Ok(TtlCache {
             inner: Shared::new(inner),

@@ -4,11 +4,12 @@
 
 use std::cell::Cell;
 
+use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
 use super::store::{AnyError, Cached, Slot, Store, SWEEP};
 use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
-use crate::sync::{self, AtomicUsize, Condvar, Mutex, Ordering, Shared};
+use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Shared};
 
 /// What a load flight hands its callers: the value, or the loader's error.
 pub(super) type Loaded<V> = Result<V, AnyError>;
@@ -32,6 +33,13 @@ pub(super) struct Inner<K, V> {
     /// so this never exceeds `max`.
     pub(super) len: AtomicUsize,
     pub(super) max: usize,
+    /// Steers the window/main split of every shard's policy.
+    pub(super) adapter: Mutex<Adapter>,
+    /// A request is fed to the adapter when its hash's top bits are zero
+    /// (`64`: every request).
+    pub(super) sample_shift: u32,
+    /// The adapter's current window fraction, as `f64` bits.
+    pub(super) window: AtomicU64,
 }
 
 /// Who stores an entry, which decides whether it may.
@@ -95,6 +103,29 @@ impl<K, V> Inner<K, V> {
         }
     }
 
+    /// The window fraction every shard's policy should use now.
+    fn window(&self) -> f64 {
+        f64::from_bits(self.window.load(Ordering::Relaxed))
+    }
+
+    /// Feeds the request hashed `hash` to the adapter, if it samples it.
+    #[inline]
+    pub(super) fn sample(&self, hash: u64) {
+        if self.sample_shift == 64 || hash >> self.sample_shift == 0 {
+            self.adapt(hash);
+        }
+    }
+
+    #[cold]
+    fn adapt(&self, hash: u64) {
+        // A sample lost to contention changes nothing that matters.
+        if let Some(mut adapter) = self.adapter.try_lock() {
+            if let Some(window) = adapter.record(hash) {
+                self.window.store(window.to_bits(), Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Takes room for one more entry, if the cache is below its bound.
     fn reserve(&self) -> bool {
         self.len
@@ -152,7 +183,7 @@ impl<K, V> Inner<K, V> {
             store.sweep_expired(now, SWEEP, &mut gone);
             self.removed(gone.len());
             if !self.reserve() {
-                match store.evict() {
+                match store.evict(self.window()) {
                     Some(victim) => gone.push(victim),
                     None => self.evict_elsewhere(index, now, &mut gone),
                 }
@@ -191,7 +222,7 @@ impl<K, V> Inner<K, V> {
                 let Some(mut store) = self.shards[other].store.try_lock() else {
                     continue;
                 };
-                if let Some(victim) = store.evict() {
+                if let Some(victim) = store.evict(self.window()) {
                     if victim.expires > now {
                         store.counts.evictions += 1;
                     } else {

@@ -110,8 +110,9 @@ where
                 if let Cached::Value(v) = &slot.value {
                     let v = v.clone();
                     store.counts.hits += 1;
-                    store.record(hash, pos, true);
+                    store.record(hash, pos);
                     drop(store);
+                    self.inner.sample(hash);
                     if let Some(m) = &self.inner.metrics {
                         m.cache_event(self.group.name(), CacheEvent::Hit);
                     }
@@ -175,12 +176,7 @@ where
                 }
             }
         };
-        // For the policy, a hit is an entry found live, whatever its use.
-        store.record(
-            hash,
-            pos.filter(|_| gone.is_none()),
-            pos.is_some() && gone.is_none(),
-        );
+        store.record(hash, pos.filter(|_| gone.is_none()));
         match event {
             CacheEvent::Hit => store.counts.hits += 1,
             CacheEvent::StaleHit => store.counts.stale_hits += 1,
@@ -188,6 +184,7 @@ where
             _ => store.counts.misses += 1,
         }
         drop(store);
+        self.inner.sample(hash);
         if let Some(m) = &self.inner.metrics {
             if gone.is_some() {
                 m.cache_event(self.group.name(), CacheEvent::Expiration);

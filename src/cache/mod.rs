@@ -7,6 +7,7 @@
 //! the loaders on the caller's thread (`load`) and on the spawner
 //! (`refresh`); the builder.
 
+mod adapt;
 mod clock;
 mod policy;
 mod sketch;

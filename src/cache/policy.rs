@@ -11,12 +11,11 @@
 //! eviction hand reaches it; protected entries that go unreferenced are
 //! demoted back to probation.
 //!
-//! The split between window and main adapts by hill climbing on the hit rate
-//! (as Caffeine does): every sample of requests, the window grows or shrinks
-//! by a step, keeping the direction while the hit rate improves and turning
-//! back when it falls, with a step that decays and restarts when the hit rate
-//! moves sharply. A recency-biased workload grows the window until the cache
-//! behaves like LRU; a frequency-biased one shrinks it.
+//! The split between window and main is set from outside (`set_window`):
+//! the cache's adapter (`adapt.rs`) moves it by simulating the policy at two
+//! splits on a sample of the keys. A recency-biased workload grows the
+//! window until the cache behaves like LRU; a frequency-biased one, or a
+//! loop, shrinks it.
 //!
 //! Within each region, order is kept by a CLOCK-style second chance instead
 //! of moving an entry on every hit: a hit only sets the entry's reference
@@ -25,6 +24,10 @@
 //! keeps a hit to the lines of the entry itself and its sketch block.
 
 use super::sketch::Sketch;
+
+/// The window's share of a new policy, as Caffeine starts; the adapter
+/// (`adapt.rs`) moves it from there.
+pub(crate) const INITIAL_WINDOW: f64 = 0.01;
 
 /// No entry (an empty list's ends, a list end's neighbour).
 pub(crate) const NIL: u32 = u32::MAX;
@@ -95,7 +98,8 @@ pub(crate) struct Policy {
     window_max: u32,
     protected_max: u32,
     sketch: Sketch,
-    climber: Climber,
+    /// Requests seen (wrapping): a cheap changing value for tie-breaking.
+    tick: u32,
 }
 
 impl Policy {
@@ -108,10 +112,9 @@ impl Policy {
             window_max: 0,
             protected_max: 0,
             sketch: Sketch::new(capacity as usize),
-            climber: Climber::new(capacity),
+            tick: 0,
         };
-        // 1% window, as Caffeine starts; the climber moves it from there.
-        policy.resize_window(i64::from(capacity / 100).max(1));
+        policy.set_window(INITIAL_WINDOW);
         policy
     }
 
@@ -127,6 +130,13 @@ impl Policy {
         self.window_max
     }
 
+    /// Sets the window to `fraction` of the capacity (the rest is main).
+    /// The regions reach their new sizes as entries are evicted.
+    pub(crate) fn set_window(&mut self, fraction: f64) {
+        let window = (f64::from(self.capacity) * fraction).round() as i64;
+        self.resize_window(window);
+    }
+
     fn resize_window(&mut self, window: i64) {
         // At least one entry on each side where there is room for two, so
         // neither recency nor frequency is ever switched off entirely.
@@ -136,14 +146,20 @@ impl Policy {
         self.protected_max = main - main / 5;
     }
 
-    /// Counts a request for the entry hashed `hash` (for the sketch and the
-    /// climber); `hit` says whether it was found.
+    /// Counts a request for the entry hashed `hash`, for the sketch.
     #[inline]
-    pub(crate) fn record(&mut self, hash: u64, hit: bool) {
+    pub(crate) fn record(&mut self, hash: u64) {
         self.sketch.increment(hash);
-        if let Some(step) = self.climber.record(hit) {
-            let window = i64::from(self.window_max) + step;
-            self.resize_window(window);
+        self.tick = self.tick.wrapping_add(1);
+    }
+
+    /// A hit on entry `i`: its reference bit, written only when it changes
+    /// so a hot entry's line stays shared between the cores that read it.
+    #[inline]
+    pub(crate) fn hit(&mut self, nodes: &mut impl Nodes, i: u32) {
+        let node = nodes.node(i);
+        if !node.referenced {
+            node.referenced = true;
         }
     }
 
@@ -220,7 +236,7 @@ impl Policy {
     fn duel(&mut self, nodes: &mut impl Nodes, candidate: u32, victim: u32) -> u32 {
         let c = self.sketch.frequency(nodes.hash(candidate));
         let v = self.sketch.frequency(nodes.hash(victim));
-        let lucky = c >= 6 && nodes.hash(candidate) & 127 == u64::from(self.climber.tick & 127);
+        let lucky = c >= 6 && (nodes.hash(candidate) ^ u64::from(self.tick)) & 127 == 0;
         if c > v || lucky {
             victim
         } else {
@@ -315,68 +331,6 @@ impl Policy {
     }
 }
 
-/// Moves the window/main split by hill climbing on the hit rate.
-struct Climber {
-    hits: u32,
-    requests: u32,
-    /// Requests per sample: ten times the capacity, as the sketch's period.
-    sample: u32,
-    previous: f64,
-    /// Entries to move the split by next time; the sign is the direction
-    /// (positive grows the window).
-    step: f64,
-    restart: f64,
-    /// Samples seen, also a cheap changing value for tie-breaking.
-    tick: u32,
-}
-
-impl Climber {
-    fn new(capacity: u32) -> Self {
-        let restart = f64::from(capacity) * 0.0625;
-        Climber {
-            hits: 0,
-            requests: 0,
-            sample: capacity.saturating_mul(10).clamp(64, 1 << 24),
-            previous: 0.0,
-            step: restart,
-            restart,
-            tick: 0,
-        }
-    }
-
-    /// Counts a request; at the end of a sample, returns how far to move the
-    /// window.
-    #[inline]
-    fn record(&mut self, hit: bool) -> Option<i64> {
-        self.hits += u32::from(hit);
-        self.requests += 1;
-        if self.requests < self.sample {
-            return None;
-        }
-        Some(self.adapt())
-    }
-
-    #[cold]
-    fn adapt(&mut self) -> i64 {
-        let rate = f64::from(self.hits) / f64::from(self.requests);
-        let change = rate - self.previous;
-        self.hits = 0;
-        self.requests = 0;
-        self.tick = self.tick.wrapping_add(1);
-        self.previous = rate;
-        if change < 0.0 {
-            self.step = -self.step;
-        }
-        let amount = self.step;
-        self.step = if change.abs() >= 0.05 {
-            self.restart.copysign(self.step)
-        } else {
-            self.step * 0.98
-        };
-        amount as i64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,11 +360,11 @@ mod tests {
         for key in keys {
             if let Some(&i) = index.get(&key) {
                 hits += 1;
-                policy.record(hash(key), true);
-                arena.node(i).referenced = true;
+                policy.record(hash(key));
+                policy.hit(&mut arena, i);
                 continue;
             }
-            policy.record(hash(key), false);
+            policy.record(hash(key));
             let i = if index.len() < capacity {
                 arena.0.push((Node::default(), hash(key)));
                 keys_of.push(key);

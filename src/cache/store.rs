@@ -8,7 +8,7 @@ use std::borrow::Borrow;
 
 use hashbrown::HashTable;
 
-use super::policy::{Node, Nodes, Policy};
+use super::policy::{Node, Nodes, Policy, INITIAL_WINDOW};
 use crate::metrics::CacheCounts;
 use crate::sync::Shared;
 
@@ -100,6 +100,8 @@ pub(crate) struct Store<K, V> {
     share: usize,
     sweep: usize,
     next_stamp: u32,
+    /// The window fraction the policy was last given.
+    window: f64,
 }
 
 /// How many slots a write looks at for expired entries, on top of its own.
@@ -114,6 +116,7 @@ impl<K, V> Store<K, V> {
             share,
             sweep: 0,
             next_stamp: 0,
+            window: INITIAL_WINDOW,
             counts: CacheCounts::default(),
         }
     }
@@ -143,16 +146,12 @@ impl<K, V> Store<K, V> {
     }
 
     /// Records a request for `hash` for the policy; a found slot at `pos`
-    /// gets its reference bit (written only when it changes, so a hot
-    /// slot's line stays shared between the cores that read it).
+    /// gets its reference bit.
     #[inline]
-    pub(crate) fn record(&mut self, hash: u64, pos: Option<usize>, hit: bool) {
-        self.policy.record(spread(hash as u32), hit);
+    pub(crate) fn record(&mut self, hash: u64, pos: Option<usize>) {
+        self.policy.record(spread(hash as u32));
         if let Some(pos) = pos {
-            let node = &mut self.slots[pos].node;
-            if !node.referenced {
-                node.referenced = true;
-            }
+            self.policy.hit(&mut Arena(&mut self.slots), pos as u32);
         }
     }
 
@@ -216,7 +215,12 @@ impl<K, V> Store<K, V> {
     }
 
     /// The policy's victim, taken out; `None` when the shard is empty.
-    pub(crate) fn evict(&mut self) -> Option<Slot<K, V>> {
+    /// `window` is the cache's current window fraction (see `adapt.rs`).
+    pub(crate) fn evict(&mut self, window: f64) -> Option<Slot<K, V>> {
+        if window != self.window {
+            self.window = window;
+            self.policy.set_window(window);
+        }
         let pos = self.policy.evict(&mut Arena(&mut self.slots))?;
         Some(self.take_out(pos as usize))
     }
@@ -286,7 +290,7 @@ mod tests {
             assert_eq!(store.slot(pos).key, k);
         }
         let mut evicted = Vec::new();
-        while let Some(slot) = store.evict() {
+        while let Some(slot) = store.evict(INITIAL_WINDOW) {
             evicted.push(slot.key);
         }
         evicted.sort_unstable();
