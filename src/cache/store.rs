@@ -149,9 +149,12 @@ impl<K, V> Store<K, V> {
     /// gets its reference bit.
     #[inline]
     pub(crate) fn record(&mut self, hash: u64, pos: Option<usize>) {
-        self.policy.record(spread(hash as u32));
-        if let Some(pos) = pos {
-            self.policy.hit(&mut Arena(&mut self.slots), pos as u32);
+        match pos {
+            Some(pos) => {
+                self.policy
+                    .hit(&mut Arena(&mut self.slots), pos as u32, spread(hash as u32))
+            }
+            None => self.policy.record(spread(hash as u32)),
         }
     }
 
