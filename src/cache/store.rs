@@ -23,8 +23,10 @@ pub(crate) enum Cached<V> {
     Error(AnyError),
 }
 
-/// One entry. For `u64` keys and values it is 64 bytes: a hit reads one
-/// line of it.
+/// One entry. For `u64` keys and values it is 64 bytes, aligned so that a
+/// hit reads exactly one cache line of it (unaligned, most slots straddled
+/// two).
+#[repr(align(64))]
 pub(crate) struct Slot<K, V> {
     pub(crate) key: K,
     pub(crate) value: Cached<V>,
@@ -276,7 +278,8 @@ mod tests {
 
     #[test]
     fn a_u64_slot_is_one_cache_line() {
-        assert!(std::mem::size_of::<Slot<u64, u64>>() <= 64);
+        assert_eq!(std::mem::size_of::<Slot<u64, u64>>(), 64);
+        assert_eq!(std::mem::align_of::<Slot<u64, u64>>(), 64);
     }
 
     #[test]
