@@ -200,10 +200,15 @@ impl<K, V> Store<K, V> {
     pub(crate) fn insert_new(&mut self, mut slot: Slot<K, V>) {
         slot.stamp = self.stamp();
         let pos = self.slots.len();
-        if pos == self.slots.capacity() && pos < self.share {
+        if pos == self.slots.capacity() {
             // Straight to the share once past half of it, not to the next
             // power of two: the bound is known, and memory is per entry.
-            let want = if pos * 2 >= self.share {
+            // Past the share (a shard may hold more than its share while
+            // others hold less), by an eighth: doubling there left half a
+            // shard's slab unused, and an eighth still amortises.
+            let want = if pos >= self.share {
+                pos + (pos / 8).max(4)
+            } else if pos * 2 >= self.share {
                 self.share
             } else {
                 pos * 2
