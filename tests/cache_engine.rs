@@ -273,3 +273,47 @@ fn stress_random_keys_over_a_small_cache() {
         );
     });
 }
+
+/// Puts even keys in shard 0 and odd keys in shard 1 (of two).
+#[derive(Clone, Copy, Debug, Default)]
+struct ByParity;
+impl BuildHasher for ByParity {
+    type Hasher = Parity;
+    fn build_hasher(&self) -> Parity {
+        Parity(0)
+    }
+}
+#[derive(Debug)]
+struct Parity(u64);
+impl Hasher for Parity {
+    fn finish(&self) -> u64 {
+        ((self.0 & 1) << 32) | (self.0.wrapping_mul(0x9E37_79B9) & 0xFFFF_FFFF)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+#[test]
+fn a_full_cache_takes_room_from_another_shard_when_its_own_is_empty() {
+    // 128 entries: two shards.
+    let cache: TtlCache<u64, u64, ByParity> = TtlCache::builder()
+        .ttl(Duration::from_secs(3600))
+        .max_entries(128)
+        .hasher(ByParity)
+        .build()
+        .unwrap();
+    for k in (0..256u64).step_by(2) {
+        cache.insert(k, k);
+    }
+    assert_eq!((cache.len(), cache.stats().evictions), (128, 0));
+    cache.insert(1, 1);
+    assert_eq!(cache.get(&1), Some(1));
+    assert_eq!(cache.len(), 128);
+    assert_eq!(cache.stats().evictions, 1, "one entry left, counted once");
+}

@@ -72,6 +72,9 @@ impl Miniature {
     }
 
     fn access(&mut self, hash: u64) {
+        // Sampled hashes share their top bits (all zero), which hashbrown
+        // takes for its tags: turn the varying low bits up.
+        let hash = hash.rotate_right(32) ^ hash;
         let entries = &self.entries;
         if let Some(&i) = self.index.find(hash, |&i| entries[i as usize].1 == hash) {
             self.policy.hit(&mut Entries(&mut self.entries), i, hash);

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
-use super::store::{AnyError, Cached, Slot, Store, SWEEP};
+use super::store::{AnyError, Cached, Slot, Store, SHARD_LIMIT, SWEEP};
 use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
 use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Shared};
@@ -182,10 +182,12 @@ impl<K, V> Inner<K, V> {
         } else {
             store.sweep_expired(now, SWEEP, &mut gone);
             self.removed(gone.len());
-            if !self.reserve() {
+            // A shard's positions are `u32`s: one that holds as many as
+            // they can name makes room in itself, bound or no bound.
+            if store.len() >= SHARD_LIMIT || !self.reserve() {
                 match store.evict(self.window()) {
                     Some(victim) => gone.push(victim),
-                    None => self.evict_elsewhere(index, now, &mut gone),
+                    None => self.evict_elsewhere(index, &mut gone),
                 }
             }
             evicted = gone.iter().filter(|s| s.expires > now).count();
@@ -212,7 +214,7 @@ impl<K, V> Inner<K, V> {
     /// only place a thread holds two shards), so no two threads can wait on
     /// each other; room freed meanwhile is taken instead.
     #[cold]
-    fn evict_elsewhere(&self, own: usize, now: u64, gone: &mut Vec<Slot<K, V>>) {
+    fn evict_elsewhere(&self, own: usize, gone: &mut Vec<Slot<K, V>>) {
         loop {
             if self.reserve() {
                 return;
@@ -223,12 +225,7 @@ impl<K, V> Inner<K, V> {
                     continue;
                 };
                 if let Some(victim) = store.evict(self.window()) {
-                    if victim.expires > now {
-                        store.counts.evictions += 1;
-                    } else {
-                        store.counts.expirations += 1;
-                    }
-                    // Counted by the caller's metrics, with its own.
+                    // Counted by the caller, with its own.
                     gone.push(victim);
                     return;
                 }

@@ -26,10 +26,15 @@ use crate::sync::{Mutex, MutexGuard, Shared};
 ///   expire together.
 /// - Errors from [`try_get_or_load`](Self::try_get_or_load) reach every
 ///   caller of that load and are cached only if an error TTL is set.
-/// - Bounded by `max_entries`; a full cache admits a new key only if it is
-///   asked for more often than the entry it would evict (a frequency sketch,
-///   as in TinyLFU), so a skewed workload keeps its hot keys. Expired entries
-///   go lazily when looked up, and a few at every write. No background thread.
+/// - Bounded by `max_entries`, exactly, for the whole cache: `len()` never
+///   exceeds it and a working set that fits never evicts. Every new entry is
+///   stored; when the cache is full, an adaptive window TinyLFU decides what
+///   leaves: new entries enter a small recency window, and what the window
+///   pushes out replaces an older entry only if a frequency sketch says it is
+///   asked for more often, so a skewed workload or a loop keeps its hot keys;
+///   the window's share grows for workloads where recency pays (it is set by
+///   simulating two splits on a sample of the keys). Expired entries go
+///   lazily when looked up, and a few at every write. No background thread.
 /// - With `refresh_after`, an entry older than that is refreshed once while
 ///   every other caller keeps getting the current value at once
 ///   (stale-while-revalidate), and optionally a little before, at random
@@ -218,9 +223,10 @@ where
     }
 
     /// Stores `value` for `key` with the default TTL (and jitter), replacing
-    /// any entry for it. Like a load's value, a new key is subject to
-    /// admission when its shard is full: it is kept only if asked for more
-    /// often than the entry it would evict.
+    /// any entry for it: `get` then returns it until it expires, is evicted
+    /// or is replaced. A load of `key` running now leaves its (older) value
+    /// out of the cache; its callers still get it. A full cache makes room by
+    /// evicting an entry.
     ///
     /// # Examples
     ///
@@ -289,8 +295,7 @@ where
     /// value out of the cache (its callers still get it) and stop taking new
     /// callers. Returns whether an entry was removed.
     ///
-    /// A load of another key in the same shard that is running now also
-    /// leaves its value out: a rare, harmless miss later, never a stale hit.
+    /// Loads of other keys are never disturbed.
     ///
     /// # Examples
     ///
@@ -345,13 +350,13 @@ where
     /// assert_eq!((v, cache.get("a")), (3, None), "a load running during clear is not kept");
     /// ```
     pub fn clear(&self) {
-        for shard in self.inner.shards.iter() {
+        for (index, shard) in self.inner.shards.iter().enumerate() {
             let mut store = shard.store.lock();
             let gone = store.clear();
             self.inner.removed(gone.len());
-            // Under this shard's lock, as `invalidate` does; the loads of
-            // other shards' keys are released again when their turn comes.
-            self.group.release_all();
+            // Under this shard's lock, as `invalidate` does, and only the
+            // loads of this shard's keys.
+            self.group.release_cache_shard(index, self.inner.mask);
             drop(store);
             drop(gone);
         }

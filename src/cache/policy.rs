@@ -29,6 +29,9 @@ use super::sketch::Sketch;
 /// (`adapt.rs`) moves it from there.
 pub(crate) const INITIAL_WINDOW: f64 = 0.01;
 
+/// The most entries one eviction moves between regions (see `evict`).
+const MOVES: u32 = 16;
+
 /// No entry (an empty list's ends, a list end's neighbour).
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -211,7 +214,12 @@ impl Policy {
     /// goes.
     pub(crate) fn evict(&mut self, nodes: &mut impl Nodes) -> Option<u32> {
         let mut candidate = NIL;
-        while self.lists[Region::Window as usize].len > self.window_max {
+        // Bounded, like `demote_overflow`: after the adapter moves the split
+        // by a quarter of the shard, the regions reach their sizes over many
+        // evictions rather than in one long one under the shard's lock.
+        let mut moves = 0;
+        while self.lists[Region::Window as usize].len > self.window_max && moves < MOVES {
+            moves += 1;
             let Some(i) = self.second_chance(nodes, Region::Window) else {
                 break;
             };
@@ -276,7 +284,10 @@ impl Policy {
 
     /// Moves protected's unreferenced overflow to probation's tail.
     fn demote_overflow(&mut self, nodes: &mut impl Nodes) {
-        while self.lists[Region::Protected as usize].len > self.protected_max {
+        for _ in 0..MOVES {
+            if self.lists[Region::Protected as usize].len <= self.protected_max {
+                return;
+            }
             let Some(i) = self.second_chance(nodes, Region::Protected) else {
                 return;
             };

@@ -1,7 +1,7 @@
 //! A frequency sketch: how often each key was asked for, recently, in a few
-//! bits per key. `TtlCache` admits a new entry into a full shard only when it
-//! is asked for more often than the entry it would evict (the TinyLFU idea),
-//! which keeps the hot keys of a skewed workload.
+//! bits per key. When a full cache must choose, an entry leaving the recency
+//! window replaces main's victim only if it is asked for more often (the
+//! TinyLFU idea), which keeps the hot keys of a skewed workload.
 
 /// A count-min sketch of 4-bit counters, four rows, all four of a key's
 /// counters in one 64-byte block so an update touches one cache line. Sized

@@ -106,6 +106,10 @@ pub(crate) struct Store<K, V> {
     window: f64,
 }
 
+/// The most entries one shard holds: its positions are `u32`s, and
+/// `u32::MAX` means none.
+pub(crate) const SHARD_LIMIT: usize = u32::MAX as usize - 1;
+
 /// How many slots a write looks at for expired entries, on top of its own.
 pub(crate) const SWEEP: usize = 4;
 

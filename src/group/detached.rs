@@ -231,7 +231,7 @@ where
     /// counted in `call`), releases the shard and launches it. Returns its id.
     fn start<Q, F>(
         &self,
-        mut table: MutexGuard<'_, Table<K, V>>,
+        table: MutexGuard<'_, Table<K, V>>,
         index: usize,
         hash: u64,
         key: &Q,
@@ -242,6 +242,10 @@ where
         Q: ToOwned<Owned = K> + ?Sized,
         F: FnOnce(&CancelToken, FlightRef) -> V + Send + 'static,
     {
+        // A local, so that if `to_owned` panics the guard is dropped before
+        // the parameters `call` and `f`: their drops (a cache's refresh
+        // flag among them) must not run under the group's lock.
+        let mut table = table;
         let token = CancelToken::new();
         let id = table.insert(
             hash,

@@ -225,10 +225,17 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         })
     }
 
-    /// Releases every joinable flight (for `TtlCache::clear`).
-    pub(crate) fn release_all(&self) {
-        for shard in self.shards.iter() {
-            shard.table.lock().release_all();
+    /// Releases every joinable flight whose key falls in the cache shard
+    /// `index` of a cache with shard mask `mask` (for `TtlCache::clear`):
+    /// both pick shards from the same hash bits, and a group has at least as
+    /// many shards, so those keys are in the group shards `j` with
+    /// `j & mask == index`. (A group with fewer shards releases them all.)
+    pub(crate) fn release_cache_shard(&self, index: usize, mask: usize) {
+        let all = self.mask < mask;
+        for (j, shard) in self.shards.iter().enumerate() {
+            if all || j & mask == index {
+                shard.table.lock().release_all();
+            }
         }
     }
 
