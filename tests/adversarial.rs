@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{expect_panic, panic_text, wait_for, watchdog};
+use common::{expect_panic, panic_text, wait_for, watchdog, Invalidator};
 use singleflight_sync::*;
 
 /// Every key hashes alike, so every key shares one shard (and one bucket).
@@ -48,17 +48,7 @@ fn an_insert_is_kept_while_other_keys_of_its_shard_are_invalidated() {
                 .build()
                 .unwrap(),
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let invalidator = {
-            let (cache, stop) = (cache.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    cache.invalidate(&(1000 + i % 64));
-                    i += 1;
-                }
-            })
-        };
+        let invalidator = Invalidator::start(&cache, 1000);
         let mut lost = 0;
         for i in 1..=300_000u64 {
             cache.insert(7, i);
@@ -66,8 +56,7 @@ fn an_insert_is_kept_while_other_keys_of_its_shard_are_invalidated() {
                 lost += 1;
             }
         }
-        stop.store(true, Ordering::Relaxed);
-        invalidator.join().unwrap();
+        assert!(invalidator.stop() > 0);
         assert_eq!(lost, 0, "inserts lost to other keys' invalidation");
     });
 }

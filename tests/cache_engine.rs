@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use common::{wait_for, watchdog, Counts, Tracked};
+use common::{wait_for, watchdog, Counts, Invalidator, Tracked};
 use rand::{Rng, SeedableRng};
 use singleflight_sync::{ManualClock, TtlCache};
 
@@ -169,17 +169,7 @@ fn invalidate_clear_and_insert_of_the_key_win_over_its_load() {
 fn concurrent_loads_of_distinct_keys_beside_invalidations_load_each_key_once() {
     watchdog(Duration::from_secs(60), || {
         let cache = Arc::new(one_shard());
-        let stop = Arc::new(AtomicBool::new(false));
-        let invalidator = {
-            let (cache, stop) = (cache.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    cache.invalidate(&(1_000_000 + i % 64));
-                    i += 1;
-                }
-            })
-        };
+        let invalidator = Invalidator::start(&cache, 1_000_000);
         let loads = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(4));
         let readers: Vec<_> = (0..4u64)
@@ -205,8 +195,7 @@ fn concurrent_loads_of_distinct_keys_beside_invalidations_load_each_key_once() {
         for r in readers {
             r.join().unwrap();
         }
-        stop.store(true, Ordering::Relaxed);
-        invalidator.join().unwrap();
+        assert!(invalidator.stop() > 0);
         assert_eq!(loads.load(Ordering::Relaxed), 400, "the ideal: one per key");
     });
 }

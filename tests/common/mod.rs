@@ -108,3 +108,36 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         panic!("payload is not a string")
     }
 }
+
+/// A thread that invalidates the keys `base..base + 64` of `cache` in turn,
+/// as fast as it can, until [`stop`](Self::stop): the "another key is
+/// invalidated at that moment" of the cache's invalidation tests.
+pub struct Invalidator {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<u64>,
+}
+
+impl Invalidator {
+    pub fn start<S>(cache: &Arc<singleflight_sync::TtlCache<u64, u64, S>>, base: u64) -> Self
+    where
+        S: std::hash::BuildHasher + Send + Sync + 'static,
+    {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cache, flag) = (cache.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut i = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                cache.invalidate(&(base + i % 64));
+                i += 1;
+            }
+            i
+        });
+        Invalidator { stop, thread }
+    }
+
+    /// Stops the thread; returns how many invalidations it made.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
