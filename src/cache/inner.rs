@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
-use super::store::{AnyError, Cached, Slot, Store, SHARD_LIMIT, SWEEP};
+use super::store::{AnyError, Cached, Gone, Slot, Store, SHARD_LIMIT, SWEEP};
 use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
 use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Shared};
@@ -161,7 +161,7 @@ impl<K, V> Inner<K, V> {
         slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
         slot.set_delta(delta);
         let index = self.index_of(hash);
-        let mut gone = Vec::new();
+        let mut gone = Gone::new();
         let mut store = self.shards[index].store.lock();
         // Under this shard's lock, which `invalidate` and `clear` hold
         // while they release a key's flight: either the release comes
@@ -214,7 +214,7 @@ impl<K, V> Inner<K, V> {
     /// only place a thread holds two shards), so no two threads can wait on
     /// each other; room freed meanwhile is taken instead.
     #[cold]
-    fn evict_elsewhere(&self, own: usize, gone: &mut Vec<Slot<K, V>>) {
+    fn evict_elsewhere(&self, own: usize, gone: &mut Gone<K, V>) {
         loop {
             if self.reserve() {
                 return;

@@ -106,6 +106,38 @@ pub(crate) struct Store<K, V> {
     window: f64,
 }
 
+/// Slots taken out under a shard's lock, to drop after it: the one a write
+/// usually evicts is kept inline, so a miss into a full cache allocates
+/// nothing for it; more (expired ones swept on the way) go to the heap.
+pub(crate) struct Gone<K, V> {
+    first: Option<Slot<K, V>>,
+    more: Vec<Slot<K, V>>,
+}
+
+impl<K, V> Gone<K, V> {
+    pub(crate) fn new() -> Self {
+        Gone {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, slot: Slot<K, V>) {
+        match self.first {
+            None => self.first = Some(slot),
+            Some(_) => self.more.push(slot),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot<K, V>> {
+        self.first.iter().chain(&self.more)
+    }
+}
+
 /// The most entries one shard holds: its positions are `u32`s, and
 /// `u32::MAX` means none.
 pub(crate) const SHARD_LIMIT: usize = u32::MAX as usize - 1;
@@ -245,7 +277,7 @@ impl<K, V> Store<K, V> {
     }
 
     /// Removes expired slots among the next `budget` the sweep cursor passes.
-    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize, gone: &mut Vec<Slot<K, V>>) {
+    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize, gone: &mut Gone<K, V>) {
         for _ in 0..budget {
             if self.slots.is_empty() {
                 break;
