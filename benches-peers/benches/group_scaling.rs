@@ -17,6 +17,17 @@
 //! - `{work,dashmap}_uncontended/{fresh_key,same_key}`: the bench thread
 //!   alone, as `uncontended/*` in the library's `benches/group.rs`.
 //!
+//! Before each thread count's rows and after the last, the run prints a
+//! short ping-pong (`common/pingpong.rs`): the cost of one cache-line
+//! transfer between the two cores at that moment, the floor under a
+//! two-thread call on lines the other core wrote last. On a VM it moves
+//! with the host's placement of the virtual CPUs (34 to 160 ns within
+//! minutes on the project's EPYC VM), and the two-thread rows move with
+//! it. After each kind's rows at each thread count the run prints how many of
+//! its workers were on a CPU at once, on average (their CPU time over the
+//! wall time): on a shared machine a `threads_2` figure measures two cores
+//! only when that is close to 2; near 1, the two threads took turns on one.
+//!
 //! Each shape runs ours and then the DashMap pattern back to back, so the
 //! two see the same machine. Both split keys over 8 shards on 2 cores (four
 //! per core, rounded up to a power of two, is both defaults); each hashes
@@ -35,6 +46,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dashmap::DashMap;
 use singleflight_sync::Group;
+
+#[path = "common/pingpong.rs"]
+mod pingpong;
 
 /// The hand-rolled singleflight: callers of one key share one `OnceLock`
 /// while its entry is in the map; the caller whose closure ran removes the
@@ -99,6 +113,10 @@ struct CrewShared {
     each: AtomicU64,
     /// Each worker's (first call began, last one ended).
     spans: Vec<Mutex<(Instant, Instant)>>,
+    /// Over every round so far: the workers' CPU time in their calls, all
+    /// together, and the rounds' wall time (ns), for `parallelism`.
+    on_cpu: AtomicU64,
+    wall: AtomicU64,
 }
 
 impl Crew {
@@ -113,6 +131,8 @@ impl Crew {
             stop: AtomicBool::new(false),
             each: AtomicU64::new(0),
             spans: (0..threads).map(|_| Mutex::new((now, now))).collect(),
+            on_cpu: AtomicU64::new(0),
+            wall: AtomicU64::new(0),
         });
         let flights = Arc::new(flights);
         let workers = (0..threads)
@@ -127,11 +147,14 @@ impl Crew {
                     }
                     let n = s.each.load(Ordering::Relaxed);
                     let began = Instant::now();
+                    let cpu_began = thread_cpu_ns();
                     for _ in 0..n {
                         black_box(flights.call(black_box(next)));
                         next += 1;
                     }
+                    let cpu = thread_cpu_ns() - cpu_began;
                     *s.spans[me].lock().expect("not poisoned") = (began, Instant::now());
+                    s.on_cpu.fetch_add(cpu, Ordering::Relaxed);
                     s.done.wait();
                 })
             })
@@ -154,7 +177,19 @@ impl Crew {
         let (first, last) = spans
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
             .expect("at least one worker");
-        last - first
+        let wall = last - first;
+        s.wall.fetch_add(wall.as_nanos() as u64, Ordering::Relaxed);
+        wall
+    }
+
+    /// How many workers were running at once, on average over the rounds
+    /// so far: their CPU time over the wall time. On a shared machine a
+    /// 2-thread figure means two cores only when this is close to 2.
+    fn parallelism(&self) -> Option<f64> {
+        let s = &self.shared;
+        let wall = s.wall.load(Ordering::Relaxed);
+        (cfg!(target_os = "linux") && wall > 0)
+            .then(|| s.on_cpu.load(Ordering::Relaxed) as f64 / wall as f64)
     }
 }
 
@@ -168,11 +203,36 @@ impl Drop for Crew {
     }
 }
 
+/// The calling thread's CPU time (0 where there is no per-thread clock).
+fn thread_cpu_ns() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid, writable timespec.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0;
+        assert!(ok, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Whether this run measures (`cargo bench`) rather than checks that each
+/// benchmark runs (`cargo test --benches`): the printed figures mean
+/// something only then.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 // ---------------------------------------------------------------------------
 
 fn distinct_keys(c: &mut Criterion) {
     let mut bench = c.benchmark_group("group_scaling");
     for threads in [1, 2, 4] {
+        floor(&format!("before threads_{threads}"));
         scaling_rows(&mut bench, "work_distinct", threads, Group::<u64, u64>::new);
         scaling_rows(
             &mut bench,
@@ -182,6 +242,23 @@ fn distinct_keys(c: &mut Criterion) {
         );
     }
     bench.finish();
+    floor("after the distinct-key rows");
+}
+
+/// Prints what one cache-line transfer between two cores costs right now
+/// (`examples/pingpong.rs`, shorter): on a VM it moves with the host's
+/// placement of the virtual CPUs, and the two-thread rows move with it.
+fn floor(when: &str) {
+    let Some(cpus) = pingpong::two_cpus().filter(|_| measuring()) else {
+        return;
+    };
+    let mut ns = pingpong::one_way_ns(200_000, 5, Some(cpus));
+    let median = pingpong::median(&mut ns);
+    println!(
+        "group_scaling: ping-pong {when}: {median:.1} ns per one-way cache-line transfer \
+         (median of 5 runs, min {:.1}, max {:.1})",
+        ns[0], ns[4]
+    );
 }
 
 /// The `per_call` and `throughput` rows of one kind at one thread count,
@@ -202,6 +279,12 @@ fn scaling_rows<F: Flights>(
     bench.bench_function(BenchmarkId::new(kind, format!("{shape}/throughput")), |b| {
         b.iter_custom(|iters| crew.round(iters))
     });
+    if let Some(p) = crew.parallelism().filter(|_| measuring()) {
+        println!(
+            "group_scaling/{kind}/{shape}: {p:.2} of {threads} workers on a CPU at once \
+             (their CPU time / wall time, over both rows' rounds)"
+        );
+    }
 }
 
 fn uncontended(c: &mut Criterion) {
