@@ -15,16 +15,24 @@ pub(crate) struct Shard<K, V> {
     pub(crate) table: Mutex<Table<K, V>>,
 }
 
-/// `repr(C)` keeps what every call touches (the lock word before it, the
-/// table's header, `next_id`, then `calls` and `executions` at the head of
-/// the counters) within the shard's first 64 bytes: on two cores, each line a
-/// call writes is a line that may have to cross from the other core.
+/// A shard's flights: the first one inline, in the shard's own cache lines,
+/// more in a table beside it.
+///
+/// `repr(C)` keeps what an uncontended call touches (the lock word before
+/// it, `calls` and `executions` at the head of the counters, `next_id`, the
+/// inline flight) within the shard's 128 bytes: on two cores, each line a
+/// call writes is a line that may have to cross from the other core, and a
+/// flight kept inline writes no line of the table's (its control bytes and
+/// buckets live in an allocation of their own).
 #[repr(C)]
 pub(crate) struct Table<K, V> {
-    pub(super) entries: HashTable<Entry<K, V>>,
-    /// Flight ids are unique per shard, which is all `find_entry` by id needs.
-    next_id: u64,
     pub(crate) counts: GroupCounts,
+    /// Flight ids are unique per shard, which is all a lookup by id needs.
+    next_id: u64,
+    /// The shard's first flight, when no other is running; a second flight
+    /// while this one runs goes to `entries`.
+    first: Option<Entry<K, V>>,
+    entries: HashTable<Entry<K, V>>,
 }
 
 /// One running flight, as the map holds it.
@@ -48,10 +56,26 @@ pub(crate) struct Entry<K, V> {
 impl<K, V> Table<K, V> {
     pub(super) fn new() -> Self {
         Table {
-            entries: HashTable::new(),
-            next_id: 0,
             counts: GroupCounts::default(),
+            next_id: 0,
+            first: None,
+            entries: HashTable::new(),
         }
+    }
+
+    /// How many flights are running, released ones included.
+    pub(super) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.entries.len()
+    }
+
+    /// Whether the inline flight is one a new caller for `key` would join.
+    #[inline]
+    fn first_joinable<Q>(&self, hash: u64, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        matches!(&self.first, Some(e) if !e.released && e.hash == hash && e.key.borrow() == key)
     }
 
     /// The flight a new caller for `key` would join, if any.
@@ -61,6 +85,12 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        if self.first_joinable(hash, key) {
+            return self.first.as_mut();
+        }
+        if self.entries.is_empty() {
+            return None;
+        }
         self.entries
             .find_mut(hash, |e| !e.released && e.key.borrow() == key)
     }
@@ -79,37 +109,73 @@ impl<K, V> Table<K, V> {
         K: Borrow<Q>,
         Q: Eq + ToOwned<Owned = K> + ?Sized,
     {
-        match self
-            .entries
-            .entry(hash, |e| !e.released && e.key.borrow() == key, |e| e.hash)
-        {
-            hashbrown::hash_table::Entry::Occupied(found) => Ok(found.into_mut()),
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                let id = self.next_id;
-                slot.insert(Entry {
-                    key: key.to_owned(),
-                    hash,
-                    id,
-                    owner,
-                    released: false,
-                    call: None,
-                    token: None,
-                });
-                self.next_id += 1;
-                self.counts.executions += 1;
-                Err(id)
+        if self.first_joinable(hash, key) {
+            return Ok(self.first.as_mut().expect("checked just above"));
+        }
+        let id = self.next_id;
+        let new = |key: &Q| Entry {
+            key: key.to_owned(),
+            hash,
+            id,
+            owner,
+            released: false,
+            call: None,
+            token: None,
+        };
+        if self.entries.is_empty() {
+            // The uncontended case: no table probe at all.
+            self.put(hash, new(key));
+        } else {
+            match self
+                .entries
+                .entry(hash, |e| !e.released && e.key.borrow() == key, |e| e.hash)
+            {
+                hashbrown::hash_table::Entry::Occupied(found) => return Ok(found.into_mut()),
+                hashbrown::hash_table::Entry::Vacant(slot) => match self.first {
+                    None => self.first = Some(new(key)),
+                    Some(_) => {
+                        slot.insert(new(key));
+                    }
+                },
+            }
+        }
+        self.next_id += 1;
+        self.counts.executions += 1;
+        Err(id)
+    }
+
+    /// Stores a new flight: inline if that place is free.
+    fn put(&mut self, hash: u64, entry: Entry<K, V>) {
+        match self.first {
+            None => self.first = Some(entry),
+            Some(_) => {
+                self.entries.insert_unique(hash, entry, |e| e.hash);
             }
         }
     }
 
+    /// Takes the flight `id` out, if it is here.
+    pub(super) fn remove(&mut self, hash: u64, id: u64) -> Option<Entry<K, V>> {
+        if self.first.as_ref().is_some_and(|e| e.id == id) {
+            return self.first.take();
+        }
+        match self.entries.find_entry(hash, |e| e.id == id) {
+            Ok(found) => Some(found.remove().0),
+            Err(_) => None,
+        }
+    }
+
     pub(super) fn release_all(&mut self) {
-        for entry in self.entries.iter_mut() {
+        for entry in self.first.iter_mut().chain(self.entries.iter_mut()) {
             entry.released = true;
         }
     }
 
     /// The flight `id`, joinable or not.
     pub(crate) fn by_id(&mut self, hash: u64, id: u64) -> Option<&mut Entry<K, V>> {
+        if self.first.as_ref().is_some_and(|e| e.id == id) {
+            return self.first.as_mut();
+        }
         self.entries.find_mut(hash, |e| e.id == id)
     }
 
@@ -134,7 +200,7 @@ impl<K, V> Table<K, V> {
             call,
             token,
         };
-        self.entries.insert_unique(hash, entry, |e| e.hash);
+        self.put(hash, entry);
         id
     }
 }
@@ -170,9 +236,8 @@ pub(crate) fn finish<K, V>(
     id: u64,
     outcome: Outcome,
 ) -> Option<Arc<Call<V>>> {
-    let entry = match table.entries.find_entry(hash, |e| e.id == id) {
-        Ok(found) => found.remove().0,
-        Err(_) => unreachable!("only its own runner removes a flight from the map"),
+    let Some(entry) = table.remove(hash, id) else {
+        unreachable!("only its own runner removes a flight from the map")
     };
     match outcome {
         Outcome::Error => table.counts.errors += 1,
@@ -193,13 +258,24 @@ mod tests {
     /// A flight nobody joined is its map entry alone; one with followers adds
     /// a `Call` (behind an `Arc`: two counters more).
     #[test]
-    fn what_every_call_touches_shares_the_shards_first_line() {
+    fn an_uncontended_call_writes_only_the_shards_own_lines() {
         use super::{Shard, Table};
+        type T = Table<u64, u64>;
         let table = std::mem::offset_of!(Shard<u64, u64>, table);
         // parking_lot's mutex is its lock byte followed by the data.
-        let data = size_of::<crate::sync::Mutex<Table<u64, u64>>>() - size_of::<Table<u64, u64>>();
-        let hot_end = table + data + std::mem::offset_of!(Table<u64, u64>, counts) + 2 * 8;
-        assert!(hot_end <= 64, "the hot fields end at byte {hot_end}");
+        let data = table + size_of::<crate::sync::Mutex<T>>() - size_of::<T>();
+        let counts_end = data + std::mem::offset_of!(T, counts) + 2 * 8;
+        assert!(
+            counts_end <= 64,
+            "calls and executions end at byte {counts_end}"
+        );
+        let first_end =
+            data + std::mem::offset_of!(T, first) + size_of::<Option<Entry<u64, u64>>>();
+        assert!(
+            first_end <= 128,
+            "the inline flight ends at byte {first_end}"
+        );
+        assert_eq!(std::mem::align_of::<Shard<u64, u64>>(), 128);
     }
 
     #[test]

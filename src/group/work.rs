@@ -115,10 +115,7 @@ impl<K, V, S> Group<K, V, S> {
     /// assert_eq!(group.in_flight(), 0);
     /// ```
     pub fn in_flight(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.table.lock().entries.len())
-            .sum()
+        self.shards.iter().map(|s| s.table.lock().len()).sum()
     }
 
     /// A snapshot of the group's counters (see [`Stats`]; the cache fields
