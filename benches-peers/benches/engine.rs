@@ -31,47 +31,30 @@
 //! The figures are only as quiet as the machine: check the load before
 //! trusting a run.
 
-use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{criterion_group, Bencher, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use singleflight_sync::{ManualClock, TtlCache};
 
-// The two-thread harness of the other benches. `common/caches.rs` (their
-// workloads and criterion settings) is not included: it loads `pair.rs` as
-// a module of its own, and a second copy here is clippy's `duplicate_mod`.
-#[path = "../../benches/common/pair.rs"]
-mod pair;
-use pair::Pair;
-
-/// Long enough that nothing expires during a benchmark.
-const LONG_TTL: Duration = Duration::from_secs(3600);
-
-/// The criterion settings of the `ttl` benches
-/// (`benches/common/caches.rs`).
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-}
-
-type Bench<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+// The workloads, criterion settings and two-thread harness of the `ttl`
+// benches, and the peers as `Peer`s.
+#[path = "../../benches/common/caches.rs"]
+mod caches;
+#[path = "common/peers.rs"]
+mod peers;
+use caches::pair_harness::Pair;
+use caches::{config, LONG_TTL, MISS_CAPACITY};
+use peers::{Moka, Quick};
 
 type Ours = TtlCache<u64, u64>;
-type Quick = quick_cache::sync::Cache<u64, u64>;
-type Moka = moka::sync::Cache<u64, u64>;
 
 /// The sizes of `hit_random`: the three.
 const SIZES: [u64; 3] = [1_000, 100_000, 1_000_000];
 /// The cache of `hit_two_threads` and `expiry_check`.
 const SMALL: u64 = 1_000;
-/// The full cache of `miss_and_load_full`.
-const MISS_CAPACITY: u64 = 100_000;
 
 /// How many random keys a row cycles through: enough that the order is not
 /// learnt by the branch predictor, few enough (512 KiB) that the array
@@ -317,82 +300,17 @@ fn expiry_check(c: &mut Criterion) {
 // ---------------------------------------------------------------------------
 // Misses into a full cache.
 
-/// Adds `name` to `miss_and_load_full`: `make` a cache, fill it with `load`
-/// on `0..MISS_CAPACITY`, then time `load` on fresh keys. Returns what
-/// `entries` says it held afterwards, if criterion ran the row.
-fn miss_row<C>(
-    bench: &mut Bench<'_>,
-    name: &str,
-    make: impl Fn() -> C,
-    load: impl Fn(&C, u64) -> u64,
-    entries: impl Fn(&C) -> u64,
-) -> Option<u64> {
-    let mut cache = None;
-    let mut next = MISS_CAPACITY;
-    bench.bench_function(name, |b| {
-        let cache = cache.get_or_insert_with(|| {
-            // Full before the clock starts, so every call pays for an
-            // eviction (or a rejection), and memory stays flat.
-            let cache = make();
-            (0..MISS_CAPACITY).for_each(|k| {
-                load(&cache, k);
-            });
-            cache
-        });
-        b.iter(|| {
-            next += 1;
-            load(cache, black_box(next))
-        })
-    });
-    cache.map(|c| entries(&c))
-}
-
+/// `caches::miss_and_load` on the three caches, in a full cache of
+/// `MISS_CAPACITY`.
 fn miss_and_load_full(c: &mut Criterion) {
     let mut bench = c.benchmark_group("miss_and_load_full");
-    let ours = miss_row(
-        &mut bench,
-        "ours",
-        || {
-            Ours::builder()
-                .ttl(LONG_TTL)
-                .max_entries(MISS_CAPACITY as usize)
-                .build()
-                .expect("a valid configuration")
-        },
-        |c, k| c.get_or_load(&k, || k),
-        |c| c.len() as u64,
-    );
-    let quick = miss_row(
-        &mut bench,
-        "quick_cache",
-        || Quick::new(MISS_CAPACITY as usize),
-        |c, k| match c.get_or_insert_with(&k, || Ok::<_, Infallible>(k)) {
-            Ok(v) => v,
-            Err(never) => match never {},
-        },
-        |c| c.len() as u64,
-    );
-    let moka = miss_row(
-        &mut bench,
-        "moka",
-        || Moka::new(MISS_CAPACITY),
-        |c, k| c.get_with(k, || k),
-        |c| {
-            c.run_pending_tasks();
-            c.entry_count()
-        },
-    );
+    let ours = caches::miss_and_load(&mut bench, "ours", caches::ours_for_misses);
+    let quick = caches::miss_and_load(&mut bench, "quick_cache", || {
+        Quick::new(MISS_CAPACITY as usize)
+    });
+    let moka = caches::miss_and_load(&mut bench, "moka", || Moka::new(MISS_CAPACITY));
     bench.finish();
-    let held: Vec<String> = [("ours", ours), ("quick_cache", quick), ("moka", moka)]
-        .iter()
-        .filter_map(|(name, n)| n.map(|n| format!("{name} {n}")))
-        .collect();
-    if !held.is_empty() {
-        println!(
-            "miss_and_load_full: entries afterwards (bound {MISS_CAPACITY}): {}",
-            held.join(", ")
-        );
-    }
+    caches::print_entries_afterwards(&[("ours", ours), ("quick_cache", quick), ("moka", moka)]);
 }
 
 // ---------------------------------------------------------------------------

@@ -27,46 +27,11 @@ use criterion::{criterion_group, Criterion};
 
 #[path = "../../benches/common/caches.rs"]
 mod caches;
-use caches::{unexpected_load, Peer, HIT_CAPACITY, HIT_KEYS, MISS_CAPACITY};
+use caches::{HIT_CAPACITY, HIT_KEYS, MISS_CAPACITY};
 
-type Moka = moka::sync::Cache<u64, u64>;
-type Quick = quick_cache::sync::Cache<u64, u64>;
-
-impl Peer for Moka {
-    #[inline]
-    fn hit(&self, key: u64) -> u64 {
-        self.get(&key).unwrap_or_else(|| unexpected_load(key))
-    }
-
-    #[inline]
-    fn load(&self, key: u64) -> u64 {
-        self.get_with(key, || key)
-    }
-
-    fn entries(&self) -> u64 {
-        self.run_pending_tasks();
-        self.entry_count()
-    }
-}
-
-impl Peer for Quick {
-    #[inline]
-    fn hit(&self, key: u64) -> u64 {
-        self.get(&key).unwrap_or_else(|| unexpected_load(key))
-    }
-
-    #[inline]
-    fn load(&self, key: u64) -> u64 {
-        match self.get_or_insert_with(&key, || Ok::<_, Infallible>(key)) {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
-    }
-
-    fn entries(&self) -> u64 {
-        self.len() as u64
-    }
-}
+#[path = "common/peers.rs"]
+mod peers;
+use peers::{Moka, Quick};
 
 // ---------------------------------------------------------------------------
 // 1, 2, 3. Hits and misses.

@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use singleflight_sync::TtlCache;
 
 #[path = "pair.rs"]
-mod pair_harness;
+pub mod pair_harness;
 use pair_harness::Pair;
 
 /// Long enough that nothing expires during a benchmark.
