@@ -84,12 +84,13 @@ pub mod guide {}
 struct ReadmeDoctests;
 
 pub use crate::cache::{
-    Clock, ManualClock, SystemClock, TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES,
+    Clock, Expiry, Iter, ManualClock, RemovalCause, SystemClock, TtlCache, TtlCacheBuilder,
+    DEFAULT_MAX_ENTRIES,
 };
 pub use crate::call::Flight;
 pub use crate::cancel::CancelToken;
-pub use crate::error::{ConfigError, Error, LeaderPanicked};
-pub use crate::group::{DefaultHashBuilder, Group, GroupBuilder};
+pub use crate::error::{ConfigError, Error, LeaderPanicked, TryError};
+pub use crate::group::{DefaultHashBuilder, Group, GroupBuilder, IntoResult};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]

@@ -57,6 +57,9 @@ pub struct Stats {
     pub evictions: u64,
     /// Expired entries reclaimed.
     pub expirations: u64,
+    /// Values not stored because they weigh more than the cache's whole
+    /// `max_weight` (their callers still got them).
+    pub oversized: u64,
 }
 
 impl Stats {
@@ -80,6 +83,7 @@ impl Stats {
         self.refreshes += c.refreshes;
         self.evictions += c.evictions;
         self.expirations += c.expirations;
+        self.oversized += c.oversized;
     }
 }
 
@@ -109,6 +113,7 @@ pub(crate) struct CacheCounts {
     pub(crate) refreshes: u64,
     pub(crate) evictions: u64,
     pub(crate) expirations: u64,
+    pub(crate) oversized: u64,
 }
 
 /// How a flight ended.

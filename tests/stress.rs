@@ -257,7 +257,7 @@ fn stress_cache_inserts_loads_and_invalidations() {
                                 });
                                 match r {
                                     Ok(v) => assert_eq!(v / 1_000_000, key),
-                                    Err(e) => assert_eq!(e, format!("{key} down")),
+                                    Err(e) => assert_eq!(*e, format!("{key} down")),
                                 }
                             }
                             9..=10 => {

@@ -5,14 +5,16 @@ use crate::group::DefaultHashBuilder;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Duration;
 
 use super::clock::nanos;
+use super::hooks::RemovalCause;
 use super::inner::{Inner, Loaded, Writer};
-use super::store::{Cached, Store};
+use super::store::{Cached, Gone, Store};
 use crate::group::Group;
 use crate::metrics::{CacheEvent, Stats};
-use crate::sync::{Mutex, MutexGuard, Shared};
+use crate::sync::{Mutex, MutexGuard, Ordering, Shared};
 
 /// A cache whose misses load through a [`Group`]: concurrent misses for a key
 /// run the loader once, and its value is cached for a time.
@@ -39,6 +41,21 @@ use crate::sync::{Mutex, MutexGuard, Shared};
 ///   every other caller keeps getting the current value at once
 ///   (stale-while-revalidate), and optionally a little before, at random
 ///   (`early_refresh`, the XFetch rule).
+/// - Cheap to [`Clone`]: a clone is another handle on the same entries and
+///   loads. For a `static`, build it in a
+///   [`LazyLock`](std::sync::LazyLock) (a builder cannot run in a `const`):
+///
+/// ```
+/// use singleflight_sync::TtlCache;
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+///
+/// static USERS: LazyLock<TtlCache<u64, String>> =
+///     LazyLock::new(|| TtlCache::new(Duration::from_secs(60)));
+/// assert_eq!(USERS.get_or_load(&1, || "ada".into()), "ada");
+/// let handle = USERS.clone();
+/// assert_eq!(handle.get(&1).as_deref(), Some("ada"), "the same entries");
+/// ```
 ///
 /// # Examples
 ///
@@ -56,6 +73,27 @@ pub struct TtlCache<K, V, S = DefaultHashBuilder> {
     pub(super) inner: Shared<Inner<K, V>>,
     pub(super) group: Group<K, Loaded<V>, S>,
 }
+
+/// Another handle on the same entries and loads (as moka's `Cache` clones):
+/// an entry stored through one is read through every other, and a load led
+/// through one is joined through any. It costs two reference counts. The
+/// cache closes (see its `Drop`) when its last handle is dropped.
+impl<K, V, S: Clone> Clone for TtlCache<K, V, S> {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        TtlCache {
+            inner: self.inner.clone(),
+            group: self.group.clone(),
+        }
+    }
+}
+
+/// A panic in a loader, `Hash`, `Eq`, `Clone`, `Drop`, a listener or a
+/// weigher never leaves the cache half-updated (as for [`Group`]), so a cache
+/// may be used across `catch_unwind` without `AssertUnwindSafe`.
+impl<K, V, S: RefUnwindSafe> RefUnwindSafe for TtlCache<K, V, S> {}
+
+impl<K, V, S: UnwindSafe> UnwindSafe for TtlCache<K, V, S> {}
 
 /// Who looks: `get` (counted), a caller that may load or refresh (counted),
 /// one that may also be answered by a cached error (`try_get_or_load`), or
@@ -111,7 +149,7 @@ where
         // The common case first, with nothing to move or drop.
         if let Some(p) = pos {
             let slot = store.slot(p);
-            if now < slot.expires && now < slot.refresh && self.inner.beta.is_none() {
+            if now < slot.expires && now < slot.refresh && self.inner.plain_hits {
                 if let Cached::Value(v) = &slot.value {
                     let v = v.clone();
                     store.counts.hits += 1;
@@ -142,10 +180,18 @@ where
             None => (Lookup::Miss, CacheEvent::Miss, None),
             Some(pos) if now >= store.slot(pos).expires => {
                 store.counts.expirations += 1;
-                self.inner.removed(1);
-                (Lookup::Miss, CacheEvent::Miss, Some(store.remove(pos)))
+                let mut gone = Gone::new();
+                gone.push(store.remove(pos), RemovalCause::Expired);
+                self.inner.settle(&mut store);
+                (Lookup::Miss, CacheEvent::Miss, Some(gone))
             }
             Some(pos) => {
+                if let Some(idle) = self.inner.time_to_idle {
+                    if mode != Mode::Recheck {
+                        let deadline = store.extra(pos).deadline;
+                        store.slot(pos).expires = deadline.min(now.saturating_add(idle));
+                    }
+                }
                 let slot = store.slot(pos);
                 match &slot.value {
                     // Only `try_get_or_load` can answer with a cached error;
@@ -196,7 +242,9 @@ where
             }
             m.cache_event(self.group.name(), event);
         }
-        drop(gone);
+        if let Some(gone) = gone {
+            self.inner.dispose(gone);
+        }
         found
     }
 
@@ -289,77 +337,6 @@ where
             0,
             Writer::Insert(&release),
         );
-    }
-
-    /// Removes `key`'s entry, and makes a load running for it now leave its
-    /// value out of the cache (its callers still get it) and stop taking new
-    /// callers. Returns whether an entry was removed.
-    ///
-    /// Loads of other keys are never disturbed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
-    ///
-    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
-    /// cache.insert("k".to_string(), 1);
-    /// assert!(cache.invalidate("k"));
-    /// assert!(!cache.invalidate("k"), "already gone");
-    /// // Invalidated while loading: the caller gets the value, the cache does not.
-    /// let v = cache.get_or_load("k", || {
-    ///     cache.invalidate("k");
-    ///     2
-    /// });
-    /// assert_eq!((v, cache.get("k")), (2, None));
-    /// ```
-    pub fn invalidate<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (hash, _) = self.group.locate(key);
-        let mut store = self.shard(hash).lock();
-        let gone = store.find(hash, key).map(|pos| store.remove(pos));
-        self.inner.removed(usize::from(gone.is_some()));
-        // Under the shard lock, so a load of `key` cannot store between the
-        // removal and the release (see `Inner::store`).
-        self.group.forget(key);
-        drop(store);
-        gone.is_some()
-    }
-
-    /// Removes every entry; loads running now leave their values out.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
-    ///
-    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
-    /// cache.insert("a".to_string(), 1);
-    /// cache.insert("b".to_string(), 2);
-    /// cache.clear();
-    /// assert!(cache.is_empty());
-    /// let v = cache.get_or_load("a", || {
-    ///     cache.clear();
-    ///     3
-    /// });
-    /// assert_eq!((v, cache.get("a")), (3, None), "a load running during clear is not kept");
-    /// ```
-    pub fn clear(&self) {
-        for (index, shard) in self.inner.shards.iter().enumerate() {
-            let mut store = shard.store.lock();
-            let gone = store.clear();
-            self.inner.removed(gone.len());
-            // Under this shard's lock, as `invalidate` does, and only the
-            // loads of this shard's keys.
-            self.group.release_cache_shard(index, self.inner.mask);
-            drop(store);
-            drop(gone);
-        }
     }
 
     /// How many callers are waiting for the load of `key` that is running now

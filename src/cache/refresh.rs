@@ -1,4 +1,5 @@
-//! Refreshes that run on the spawner (`get_or_load_detached`), and the
+//! Refreshes that run on the spawner (`get_or_load_detached`,
+//! `try_get_or_load_detached`), and the
 //! cache's drop, which waits for the refreshes it started.
 
 use std::borrow::Borrow;
@@ -12,7 +13,7 @@ use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
 use crate::error::LeaderPanicked;
-use crate::sync::Shared;
+use crate::sync::{Ordering, Shared};
 
 impl<K, V, S> TtlCache<K, V, S>
 where
@@ -65,10 +66,74 @@ where
         match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) => v,
             Lookup::Stale(v, stamp) => {
-                self.refresh_detached(key, hash, stamp, f);
+                self.refresh_detached(key, hash, stamp, move || Ok(f()));
                 v
             }
             _ => self.load_value(key, hash, self.inner.ttl, false, f),
+        }
+    }
+
+    /// [`get_or_load_detached`](Self::get_or_load_detached) for a loader
+    /// that can fail: a miss loads here as
+    /// [`try_get_or_load`](Self::try_get_or_load) does; a refresh runs on
+    /// the spawner, and if it fails the current value stays (until it
+    /// expires) and the error is counted in
+    /// [`Stats::load_errors`](crate::Stats::load_errors).
+    ///
+    /// # Errors
+    ///
+    /// For a miss, `f`'s error, shared by every caller of that load (as
+    /// [`try_get_or_load`](Self::try_get_or_load)). A refresh's error reaches
+    /// no caller.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load_detached`](Self::get_or_load_detached).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .refresh_after(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(cache.try_get_or_load_detached("k", || Err::<u32, _>("down")).is_err());
+    /// assert_eq!(cache.try_get_or_load_detached("k", || Ok::<_, &str>(1)).unwrap(), 1);
+    /// clock.advance(Duration::from_secs(30));
+    /// // Stale: served at once; the refresh fails on its thread and the value stays.
+    /// assert_eq!(cache.try_get_or_load_detached("k", || Err("down")).unwrap(), 1);
+    /// while cache.stats().load_errors < 2 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// ```
+    pub fn try_get_or_load_detached<Q, E, F>(&self, key: &Q, f: F) -> Result<V, Shared<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Send + Sync + 'static,
+        F: FnOnce() -> Result<V, E> + Send + 'static,
+    {
+        let (hash, _) = self.group.locate(key);
+        match self.lookup(hash, key, Mode::TryLoad) {
+            Lookup::Fresh(Cached::Value(v)) => Ok(v),
+            Lookup::Fresh(Cached::Error(e)) => match e.downcast::<E>() {
+                Ok(e) => Err(e),
+                Err(_) => self.try_load_value(key, hash, self.inner.ttl, false, f),
+            },
+            Lookup::Stale(v, stamp) => {
+                self.refresh_detached(key, hash, stamp, move || {
+                    f().map_err(|e| Shared::new(e) as AnyError)
+                });
+                Ok(v)
+            }
+            Lookup::Miss => self.try_load_value(key, hash, self.inner.ttl, false, f),
         }
     }
 
@@ -76,7 +141,7 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        F: FnOnce() -> V + Send + 'static,
+        F: FnOnce() -> Result<V, AnyError> + Send + 'static,
     {
         let flag = RefreshFlag::new(&self.inner, hash, stamp);
         let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
@@ -94,7 +159,12 @@ where
             // meanwhile may join this flight, and must load for itself
             // rather than inherit a panic its own loader never raised.
             let v = match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => v,
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    // A failed refresh keeps the current value.
+                    inner.shard_of(hash).lock().counts.load_errors += 1;
+                    return Err(e);
+                }
                 Err(payload) => {
                     inner.shard_of(hash).lock().counts.load_errors += 1;
                     let cause = LeaderPanicked::from_payload(&*payload, inner.name);
@@ -154,12 +224,15 @@ impl<K, V> Drop for Running<K, V> {
 }
 
 impl<K, V, S> Drop for TtlCache<K, V, S> {
-    /// Waits for the detached refresh loaders of this cache that are running
+    /// Dropping a clone only lets go of it. The last handle's drop waits for the detached refresh loaders of this cache that are running
     /// (their closures take no cancel token); a refresh that has not started
     /// yet skips its loader, so no loader runs once the drop returns. A drop
     /// from inside one of this cache's own refresh loaders (it held the last
     /// handle) does not wait for that loader.
     fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
         let me = usize::from(LOADING.with(|l| l.get()) == Shared::as_ptr(&self.inner) as usize);
         let mut loaders = self.inner.loaders.lock();
         loaders.closed = true;
