@@ -287,7 +287,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         self
     }
 
-    /// The clock that decides expiry (default [`SystemClock`]).
+    /// The clock that decides expiry (default [`SystemClock`](crate::SystemClock)).
     ///
     /// # Examples
     ///

@@ -418,6 +418,29 @@ where
         self.inner.len()
     }
 
+    /// The total weight of the entries held (expired ones not yet reclaimed
+    /// included), as the [`weigher`](crate::TtlCacheBuilder::weigher)
+    /// weighed them; never above `max_weight`. 0 without a weigher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, String> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .weigher(|k: &String, v: &String| (k.len() + v.len()) as u32)
+    ///     .max_weight(100)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("ab".into(), "cde".into());
+    /// assert_eq!(cache.weighted_size(), 5);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weight.load(Ordering::Relaxed)
+    }
+
     /// Whether [`len`](Self::len) is 0.
     ///
     /// # Examples
