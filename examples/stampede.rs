@@ -384,7 +384,7 @@ impl Service {
             Service::Cache(cache) => cache.get_or_load(&key, || backend.fetch(key)),
             Service::Swr(cache) => {
                 let handle = Arc::clone(handle);
-                cache.get_or_load_detached(&key, move || handle.0.fetch(key))
+                cache.get_or_load_detached(&key, move |_| handle.0.fetch(key))
             }
         }
     }

@@ -84,8 +84,8 @@ pub mod guide {}
 struct ReadmeDoctests;
 
 pub use crate::cache::{
-    Clock, Expiry, Iter, ManualClock, RemovalCause, SystemClock, TtlCache, TtlCacheBuilder,
-    DEFAULT_MAX_ENTRIES,
+    Clock, Entry, Expiry, Iter, ManualClock, RemovalCause, SystemClock, TtlCache, TtlCacheBuilder,
+    DEFAULT_DROP_TIMEOUT, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_ENTRIES,
 };
 pub use crate::call::Flight;
 pub use crate::cancel::CancelToken;

@@ -305,9 +305,9 @@ fn a_panicking_detached_refresh_does_not_reach_get_or_load() {
     watchdog(Duration::from_secs(20), || {
         let clock = ManualClock::new();
         let (cache, jobs) = queued_cache::<u32>(&clock);
-        assert_eq!(cache.get_or_load_detached("k", || 1), 1);
+        assert_eq!(cache.get_or_load_detached("k", |_| 1), 1);
         clock.advance(Duration::from_secs(30));
-        let stale = cache.get_or_load_detached("k", || panic!("refresh failed"));
+        let stale = cache.get_or_load_detached("k", |_| panic!("refresh failed"));
         assert_eq!(stale, 1, "served; the refresh is queued");
         clock.advance(Duration::from_secs(30));
         let refresh = jobs.recv().unwrap();

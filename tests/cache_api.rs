@@ -590,20 +590,22 @@ fn a_non_clone_error_goes_through_every_fallible_entry_point() {
         );
         assert_eq!(
             cache
-                .try_get_or_load_detached("a", || Err(down()))
+                .try_get_or_load_detached("a", |_| Err(down()))
                 .map_err(kind),
             Err(io::ErrorKind::ConnectionRefused)
         );
         assert_eq!(
             cache
-                .try_get_or_load_detached("a", || Ok::<_, DbError>(1))
+                .try_get_or_load_detached("a", |_| Ok::<_, DbError>(1))
                 .unwrap(),
             1
         );
         clock.advance(Duration::from_secs(30));
         // A failed detached refresh keeps the value and counts the error.
         assert_eq!(
-            cache.try_get_or_load_detached("a", || Err(down())).unwrap(),
+            cache
+                .try_get_or_load_detached("a", |_| Err(down()))
+                .unwrap(),
             1
         );
         wait_for("the refresh to fail", || cache.stats().load_errors == 4);

@@ -262,7 +262,7 @@ fn stress_cache_inserts_loads_and_invalidations() {
                             }
                             9..=10 => {
                                 let runs = runs.clone();
-                                let v = cache.get_or_load_detached(&key, move || {
+                                let v = cache.get_or_load_detached(&key, move |_| {
                                     runs.fetch_add(1, Ordering::SeqCst);
                                     value
                                 });

@@ -20,7 +20,8 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     /// zero, `refresh_after` is zero or not below the TTL, the
     /// `early_refresh` beta is negative or not a number, `time_to_idle` is
     /// zero, or a `weigher` is set without a `max_weight` (or the other way
-    /// round, or `max_weight` is 0).
+    /// round, or `max_weight` is 0), a fail-safe, throttle or timeout is
+    /// zero, or the soft timeout is above the hard one.
     ///
     /// # Examples
     ///
@@ -100,7 +101,34 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         if self.time_to_idle.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::new("time_to_idle", "must be above zero"));
         }
-        let with_extras = self.hooks.weigher.is_some() || self.time_to_idle.is_some();
+        let r = self.resilience;
+        if r.max_stale.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                "fail_safe",
+                "max_stale must be above zero",
+            ));
+        }
+        if r.throttle.is_zero() {
+            return Err(ConfigError::new("fail_safe_throttle", "must be above zero"));
+        }
+        for (setting, t) in [
+            ("soft_timeout", r.soft_timeout),
+            ("hard_timeout", r.hard_timeout),
+        ] {
+            if t.is_some_and(|t| t.is_zero()) {
+                return Err(ConfigError::new(setting, "must be above zero"));
+            }
+        }
+        if let (Some(soft), Some(hard)) = (r.soft_timeout, r.hard_timeout) {
+            if soft > hard {
+                return Err(ConfigError::new(
+                    "soft_timeout",
+                    format!("{soft:?} is above the hard timeout ({hard:?})"),
+                ));
+            }
+        }
+        let with_extras =
+            self.hooks.weigher.is_some() || self.time_to_idle.is_some() || r.max_stale.is_some();
         // The bound is kept for the whole cache, so shards are only for
         // concurrency; each policy sees its shard's share of the traffic, so
         // small caches get few shards (a shard of under 64 entries decides
@@ -140,6 +168,11 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             time_to_idle: self.time_to_idle.map(nanos),
             plain_hits: self.beta.is_none() && self.time_to_idle.is_none(),
             hooks: self.hooks,
+            max_stale: r.max_stale.map_or(0, nanos),
+            throttle: nanos(r.throttle),
+            soft_timeout: r.soft_timeout,
+            hard_timeout: r.hard_timeout,
+            drop_timeout: r.drop_timeout,
         };
         Ok(TtlCache {
             inner: Shared::new(inner),
@@ -164,6 +197,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
             .field("eviction_listener", &self.hooks.listener.is_some())
             .field("weigher", &self.hooks.weigher.is_some())
             .field("expiry", &self.hooks.expiry.is_some())
+            .field("resilience", &self.resilience)
             .field("group", &self.group)
             .finish()
     }

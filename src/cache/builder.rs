@@ -75,10 +75,42 @@ impl<K, V> TtlCache<K, V> {
                 weigher: None,
                 expiry: None,
             },
+            resilience: Resilience::default(),
             group: Group::builder(),
         }
     }
 }
+
+/// The fail-safe and timeout settings (see `options`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Resilience {
+    pub(super) max_stale: Option<Duration>,
+    pub(super) throttle: Duration,
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+    pub(super) drop_timeout: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            max_stale: None,
+            throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+            soft_timeout: None,
+            hard_timeout: None,
+            drop_timeout: DEFAULT_DROP_TIMEOUT,
+        }
+    }
+}
+
+/// How long a fail-safe answer is served before the backend is tried
+/// again, unless set with
+/// [`fail_safe_throttle`](TtlCacheBuilder::fail_safe_throttle).
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
+/// How long the last handle's drop waits for the detached loaders it
+/// cancelled, unless set with [`drop_timeout`](TtlCacheBuilder::drop_timeout).
+pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default bound: a cache is never unbounded unless asked to be large.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
@@ -122,6 +154,7 @@ pub struct TtlCacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(super) max_weight: Option<u64>,
     pub(super) time_to_idle: Option<Duration>,
     pub(super) hooks: Hooks<K, V>,
+    pub(super) resilience: Resilience,
     pub(super) group: GroupBuilder<K, Loaded<V>, S>,
 }
 
@@ -331,9 +364,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     ///     .spawner(move |job| queue.send(job).map_err(|_| std::io::Error::other("closed")))
     ///     .build()
     ///     .unwrap();
-    /// cache.get_or_load_detached("k", || 1);
+    /// cache.get_or_load_detached("k", |_| 1);
     /// clock.advance(Duration::from_secs(30));
-    /// assert_eq!(cache.get_or_load_detached("k", || 2), 1, "served; the refresh is queued");
+    /// assert_eq!(cache.get_or_load_detached("k", |_| 2), 1, "served; the refresh is queued");
     /// jobs.recv().unwrap()();
     /// assert_eq!(cache.get("k"), Some(2));
     /// ```
@@ -431,6 +464,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             max_weight: self.max_weight,
             time_to_idle: self.time_to_idle,
             hooks: self.hooks,
+            resilience: self.resilience,
             group: self.group.hasher(hasher),
         }
     }

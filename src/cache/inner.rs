@@ -9,6 +9,7 @@ use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
 use super::hooks::{tell, Expiry, Listener, RemovalCause, Weigher};
 use super::store::{AnyError, Cached, Extra, Gone, Slot, Store, SHARD_LIMIT, SWEEP};
+use crate::cancel::CancelToken;
 use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
 use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, Shared};
@@ -45,6 +46,18 @@ pub(super) struct Inner<K, V> {
     /// no early refresh to weigh.
     pub(super) plain_hits: bool,
     pub(super) hooks: Hooks<K, V>,
+    /// The fail-safe: how long past expiry a value is kept to answer for a
+    /// failed reload (0: no fail-safe), and for how long such an answer is
+    /// then served before the backend is tried again.
+    pub(super) max_stale: u64,
+    pub(super) throttle: u64,
+    /// How long `get_or_load_entry_detached` callers wait for a load, with
+    /// a stale value to fall back on (`soft`) or at all (`hard`).
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+    /// How long the last handle's drop waits for the detached loaders it
+    /// cancelled.
+    pub(super) drop_timeout: Duration,
     /// Steers the window/main split of every shard's policy.
     pub(super) adapter: Mutex<Adapter>,
     /// A request is fed to the adapter when its hash's top bits are zero
@@ -186,6 +199,7 @@ impl<K, V> Inner<K, V> {
     /// replaces or evicts goes to the listener, or is dropped, after the
     /// lock is released; the weigher and the expiry policy are called
     /// before it is taken.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn store(
         &self,
         key: K,
@@ -194,18 +208,20 @@ impl<K, V> Inner<K, V> {
         ttl: u64,
         delta: u64,
         writer: Writer<'_, K, V>,
+        stale_until: Option<u64>,
     ) where
         K: Eq,
     {
         let now = self.clock.now();
+        // A fail-safe answer stored again lives exactly its throttle.
         let (mut ttl, refresh) = match value {
-            Cached::Value(_) => (self.jittered(ttl), self.refresh_after),
-            Cached::Error(_) => (ttl, None),
+            Cached::Value(_) if stale_until.is_none() => (self.jittered(ttl), self.refresh_after),
+            _ => (ttl, None),
         };
         let index = self.index_of(hash);
         let mut weight = 0;
         if let Cached::Value(v) = &value {
-            if let Some(expiry) = &self.hooks.expiry {
+            if let (Some(expiry), None) = (&self.hooks.expiry, stale_until) {
                 ttl = self.expiry_ttl(&**expiry, index, hash, &key, v, ttl, now);
             }
             if let Some(weigher) = &self.hooks.weigher {
@@ -218,7 +234,13 @@ impl<K, V> Inner<K, V> {
         let extra = Extra {
             weight,
             deadline: slot.expires,
+            stale_until: match (&slot.value, stale_until) {
+                (_, Some(until)) => until,
+                (Cached::Value(_), None) => slot.expires.saturating_add(self.max_stale),
+                (Cached::Error(_), None) => slot.expires,
+            },
         };
+        slot.node.stale = stale_until.is_some();
         if let Some(idle) = self.time_to_idle {
             slot.expires = slot.expires.min(now.saturating_add(idle));
         }
@@ -270,7 +292,7 @@ impl<K, V> Inner<K, V> {
         if let Some(pos) = found {
             gone.push(store.replace(pos, slot, extra), RemovalCause::Replaced);
         } else {
-            store.sweep_expired(now, SWEEP, &mut gone);
+            store.sweep_expired(now, self.max_stale, SWEEP, &mut gone);
             self.settle(&mut store);
             // A shard's positions are `u32`s: one that holds as many as
             // they can name makes room in itself, bound or no bound.
@@ -485,7 +507,9 @@ impl<K, V> Drop for RefreshFlag<K, V> {
 
 #[derive(Default)]
 pub(super) struct Loaders {
-    pub(super) running: usize,
-    /// Set by the cache's drop: refreshes that have not started skip.
+    /// The running detached loaders' tokens, by an id of their own.
+    pub(super) tokens: Vec<(u64, CancelToken)>,
+    pub(super) next: u64,
+    /// Set by the cache's drop: loads that have not started skip.
     pub(super) closed: bool,
 }

@@ -7,7 +7,8 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::inner::{Loaded, RefreshFlag, Writer};
+use super::flight::Absent;
+use super::inner::{Loaded, RefreshFlag};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
@@ -96,9 +97,9 @@ where
     {
         let (hash, _) = self.group.locate(key);
         let refresh = match self.lookup(hash, key, Mode::Load) {
-            Lookup::Fresh(Cached::Value(v)) => return v,
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return v,
             Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
-            Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
         };
         self.load_value(key, hash, ttl, refresh.is_some(), f)
     }
@@ -122,7 +123,7 @@ where
     {
         let mut f = Some(f);
         loop {
-            let loaded = self.load(key, hash, ttl, refresh, || {
+            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
                 Ok((f.take().expect("a flight runs its loader once"))())
             });
             match loaded {
@@ -165,9 +166,9 @@ where
     {
         let (hash, _) = self.group.locate(key);
         let refresh = match self.lookup(hash, key, Mode::Load) {
-            Lookup::Fresh(Cached::Value(v)) => return Some(v),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Some(v),
             Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
-            Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
         };
         let found = self.try_load_value(key, hash, self.inner.ttl, refresh.is_some(), || {
             f().ok_or(Absent)
@@ -279,13 +280,13 @@ where
     {
         let (hash, _) = self.group.locate(key);
         let (refresh, current) = match self.lookup(hash, key, Mode::TryLoad) {
-            Lookup::Fresh(Cached::Value(v)) => return Ok(v),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Ok(v),
             Lookup::Fresh(Cached::Error(e)) => match e.downcast::<E>() {
                 Ok(e) => return Err(e),
                 Err(_) => (None, None),
             },
             Lookup::Stale(v, stamp) => (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v)),
-            Lookup::Miss => (None, None),
+            Lookup::Kept(_) | Lookup::Miss => (None, None),
         };
         let loaded = self.try_load_value(key, hash, ttl, refresh.is_some(), f);
         drop(refresh);
@@ -314,7 +315,7 @@ where
     {
         let mut f = Some(f);
         loop {
-            let loaded = self.load(key, hash, ttl, refresh, || {
+            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
                 (f.take().expect("a flight runs its loader once"))()
                     .map_err(|e| Shared::new(e) as AnyError)
             });
@@ -329,57 +330,33 @@ where
         }
     }
 
-    /// Loads through the group. The flight's leader looks in the cache once
-    /// more (a load that just ended has stored its value), unless this is a
-    /// refresh, then runs `f` and stores the result before the flight ends.
-    fn load<Q>(
+    /// Loads through the group (see `Inner::lead`); returns the flight's
+    /// answer for this caller and whether it is a fail-safe one.
+    pub(super) fn load<Q>(
         &self,
         key: &Q,
         hash: u64,
         ttl: u64,
         refresh: bool,
         f: impl FnOnce() -> Loaded<V>,
-    ) -> Loaded<V>
+    ) -> (Loaded<V>, bool)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.group
-            .work_with(key, |flight| {
-                if !refresh {
-                    if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, Mode::Recheck) {
-                        return Ok(v);
-                    }
-                }
-                self.inner.load_started(hash);
-                let start = self.inner.clock.now();
-                let loaded = f();
-                let delta = self.inner.clock.now().saturating_sub(start);
-                let (cached, ttl) = match &loaded {
-                    Ok(v) => (Cached::Value(v.clone()), ttl),
-                    // "Nothing found": shared with this flight's callers,
-                    // never stored, not a failure.
-                    Err(e) if e.is::<Absent>() => return loaded,
-                    Err(e) => {
-                        self.shard(hash).lock().counts.load_errors += 1;
-                        match self.inner.error_ttl {
-                            // A failed refresh keeps the current value.
-                            Some(error_ttl) if !refresh => (Cached::Error(e.clone()), error_ttl),
-                            _ => return loaded,
-                        }
-                    }
-                };
-                let writer = Writer::Load(&self.group.shards, flight);
-                self.inner
-                    .store(key.to_owned(), hash, cached, ttl, delta, writer);
-                loaded
-            })
-            .value
+        let mut mine = None;
+        let flight = self.group.work_with(key, |flight| {
+            self.inner.lead(
+                &self.group.shards,
+                flight,
+                key,
+                hash,
+                ttl,
+                refresh,
+                f,
+                &mut mine,
+            )
+        });
+        self.inner.answer(flight.value, mine, hash, key)
     }
 }
-
-/// What a [`get_or_optionally_load`](TtlCache::get_or_optionally_load)
-/// flight hands its callers when its loader found nothing. Private, so no
-/// other loader's error type matches it: their callers load again.
-#[derive(Debug)]
-struct Absent;

@@ -95,23 +95,28 @@ impl<K, V, S: RefUnwindSafe> RefUnwindSafe for TtlCache<K, V, S> {}
 
 impl<K, V, S: UnwindSafe> UnwindSafe for TtlCache<K, V, S> {}
 
-/// Who looks: `get` (counted), a caller that may load or refresh (counted),
-/// one that may also be answered by a cached error (`try_get_or_load`), or
-/// a load's leader checking once more (not counted again).
+/// Who looks: `get`, a caller that may load or refresh, or one that may
+/// also be answered by a cached error (`try_get_or_load`). (A load's leader
+/// checks once more with `Inner::recheck`, not counted again.)
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
     Read,
     Load,
     TryLoad,
-    Recheck,
 }
 
 /// What a lookup found.
 pub(super) enum Lookup<V> {
-    /// A value, or (for `Mode::TryLoad` and `Mode::Recheck`) a cached error.
+    /// A value, or (for `Mode::TryLoad`) a cached error.
     Fresh(Cached<V>),
     /// A value due for a refresh, which this caller was chosen to start.
     Stale(V, u32),
+    /// A fail-safe answer: an expired value served for the throttle after
+    /// its reload failed.
+    Throttled(V),
+    /// An expired value the fail-safe keeps: a miss, with something to
+    /// answer if the load fails (or, past a soft timeout, takes too long).
+    Kept(V),
     Miss,
 }
 
@@ -138,18 +143,11 @@ where
         let now = self.inner.clock.now();
         let mut store = self.shard(hash).lock();
         let pos = store.find(hash, key);
-        if mode == Mode::Recheck {
-            return match pos {
-                Some(pos) if now < store.slot(pos).expires => {
-                    Lookup::Fresh(store.slot(pos).value.clone())
-                }
-                _ => Lookup::Miss,
-            };
-        }
         // The common case first, with nothing to move or drop.
         if let Some(p) = pos {
             let slot = store.slot(p);
-            if now < slot.expires && now < slot.refresh && self.inner.plain_hits {
+            if now < slot.expires && now < slot.refresh && self.inner.plain_hits && !slot.node.stale
+            {
                 if let Cached::Value(v) = &slot.value {
                     let v = v.clone();
                     store.counts.hits += 1;
@@ -178,6 +176,19 @@ where
     ) -> Lookup<V> {
         let (found, event, gone) = match pos {
             None => (Lookup::Miss, CacheEvent::Miss, None),
+            Some(pos)
+                if now >= store.slot(pos).expires
+                    && now < store.kept_until(pos, self.inner.max_stale) =>
+            {
+                // Expired, kept by the fail-safe: a miss for every caller,
+                // with a fallback for those that load.
+                match &store.slot(pos).value {
+                    Cached::Value(v) if mode != Mode::Read => {
+                        (Lookup::Kept(v.clone()), CacheEvent::Miss, None)
+                    }
+                    _ => (Lookup::Miss, CacheEvent::Miss, None),
+                }
+            }
             Some(pos) if now >= store.slot(pos).expires => {
                 store.counts.expirations += 1;
                 let mut gone = Gone::new();
@@ -187,10 +198,8 @@ where
             }
             Some(pos) => {
                 if let Some(idle) = self.inner.time_to_idle {
-                    if mode != Mode::Recheck {
-                        let deadline = store.extra(pos).deadline;
-                        store.slot(pos).expires = deadline.min(now.saturating_add(idle));
-                    }
+                    let deadline = store.extra(pos).deadline;
+                    store.slot(pos).expires = deadline.min(now.saturating_add(idle));
                 }
                 let slot = store.slot(pos);
                 match &slot.value {
@@ -203,6 +212,9 @@ where
                         None,
                     ),
                     Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
+                    Cached::Value(v) if slot.node.stale => {
+                        (Lookup::Throttled(v.clone()), CacheEvent::FailSafeHit, None)
+                    }
                     Cached::Value(v) => {
                         let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
                         if may_refresh && !slot.node.refreshing && self.inner.refresh_due(slot, now)
@@ -232,6 +244,7 @@ where
             CacheEvent::Hit => store.counts.hits += 1,
             CacheEvent::StaleHit => store.counts.stale_hits += 1,
             CacheEvent::NegativeHit => store.counts.negative_hits += 1,
+            CacheEvent::FailSafeHit => store.counts.fail_safe_hits += 1,
             _ => store.counts.misses += 1,
         }
         drop(store);
@@ -265,7 +278,7 @@ where
     {
         let (hash, _) = self.group.locate(key);
         match self.lookup(hash, key, Mode::Read) {
-            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) => Some(v),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) | Lookup::Throttled(v) => Some(v),
             _ => None,
         }
     }
@@ -336,6 +349,7 @@ where
             nanos(ttl),
             0,
             Writer::Insert(&release),
+            None,
         );
     }
 

@@ -14,19 +14,24 @@ mod policy;
 mod sketch;
 mod store;
 
+mod flight;
 mod inner;
 mod lookup;
 mod map;
 
 mod load;
 mod refresh;
+mod resilience;
 
 mod build;
 mod builder;
 mod options;
 
-pub use self::builder::{TtlCacheBuilder, DEFAULT_MAX_ENTRIES};
+pub use self::builder::{
+    TtlCacheBuilder, DEFAULT_DROP_TIMEOUT, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_ENTRIES,
+};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::hooks::{Expiry, RemovalCause};
 pub use self::lookup::TtlCache;
 pub use self::map::Iter;
+pub use self::resilience::Entry;

@@ -104,6 +104,9 @@ pub(crate) struct Extra {
     /// When the entry's time to live ends: a hit moves `expires` to
     /// `now + time_to_idle`, never past this.
     pub(crate) deadline: u64,
+    /// With a fail-safe: until when the value may be served stale, counted
+    /// from its first expiry (a throttled stale answer keeps it).
+    pub(crate) stale_until: u64,
 }
 
 #[repr(C)]
@@ -241,6 +244,16 @@ impl<K, V> Store<K, V> {
         self.take_out(pos)
     }
 
+    /// Until when the slot at `pos` may be kept: its expiry, or with a
+    /// fail-safe's `grace`, its stale limit.
+    #[inline]
+    pub(crate) fn kept_until(&self, pos: usize, grace: u64) -> u64 {
+        match grace {
+            0 => self.slots[pos].expires,
+            _ => self.extras[pos].stale_until,
+        }
+    }
+
     /// The extras of the slot at `pos`; only with `with_extras`.
     #[inline]
     pub(crate) fn extra(&mut self, pos: usize) -> &mut Extra {
@@ -283,7 +296,9 @@ impl<K, V> Store<K, V> {
             self.freed.1 += u64::from(old.weight);
         }
         slot.stamp = self.stamp();
+        let stale = slot.node.stale;
         slot.node = self.slots[pos].node;
+        slot.node.stale = stale;
         slot.node.referenced = true;
         slot.node.refreshing = false;
         std::mem::replace(&mut self.slots[pos], slot)
@@ -336,14 +351,21 @@ impl<K, V> Store<K, V> {
         self.next_stamp
     }
 
-    /// Removes expired slots among the next `budget` the sweep cursor passes.
-    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize, gone: &mut Gone<K, V>) {
+    /// Removes expired slots among the next `budget` the sweep cursor passes
+    /// (kept `grace` past expiry, for a fail-safe).
+    pub(crate) fn sweep_expired(
+        &mut self,
+        now: u64,
+        grace: u64,
+        budget: usize,
+        gone: &mut Gone<K, V>,
+    ) {
         for _ in 0..budget {
             if self.slots.is_empty() {
                 break;
             }
             let pos = self.sweep % self.slots.len();
-            if self.slots[pos].expires <= now {
+            if self.kept_until(pos, grace) <= now {
                 // The last slot moves into `pos`: look at `pos` again.
                 gone.push(self.remove(pos), RemovalCause::Expired);
             } else {
