@@ -15,7 +15,8 @@ use crate::sync::Shared;
 
 /// What a leader's last look found.
 pub(super) enum Recheck<V> {
-    Fresh(V),
+    /// Fresh, and (with a fail-safe) kept until the time given.
+    Fresh(V, u64),
     /// Expired, kept by the fail-safe until the time given.
     Kept(V, u64),
     Miss,
@@ -84,7 +85,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         let expires = store.slot(pos).expires;
         let kept_until = store.kept_until(pos, self.max_stale);
         match &store.slot(pos).value {
-            Cached::Value(v) if now < expires => Recheck::Fresh(v.clone()),
+            Cached::Value(v) if now < expires => Recheck::Fresh(v.clone(), kept_until),
             Cached::Value(v) if now < kept_until => Recheck::Kept(v.clone(), kept_until),
             _ => Recheck::Miss,
         }
@@ -110,11 +111,13 @@ impl<K: Eq, V: Clone> Inner<K, V> {
     where
         K: Borrow<L::Q>,
     {
+        // A refresh loads even when the entry is fresh; with a fail-safe,
+        // the entry it refreshes is its fallback.
         let mut fallback = None;
-        if !refresh {
+        if !refresh || self.max_stale > 0 {
             match self.recheck(hash, key.get()) {
-                Recheck::Fresh(v) => return Ok(v),
-                Recheck::Kept(v, until) => fallback = Some((v, until)),
+                Recheck::Fresh(v, _) if !refresh => return Ok(v),
+                Recheck::Fresh(v, until) | Recheck::Kept(v, until) => fallback = Some((v, until)),
                 Recheck::Miss => {}
             }
         }
@@ -147,12 +150,25 @@ impl<K: Eq, V: Clone> Inner<K, V> {
             Err(e) if e.is::<Absent>() => return Err(e),
             Err(e) => e,
         };
-        self.shard_of(hash).lock().counts.load_errors += 1;
+        let mut store = self.shard_of(hash).lock();
+        store.counts.load_errors += 1;
+        // With a fail-safe, a failed refresh is throttled too: the entry is
+        // not refreshed again before the throttle has passed.
+        if refresh && self.max_stale > 0 {
+            if let Some(pos) = store.find(hash, key.get()) {
+                store.slot(pos).refresh = now.saturating_add(self.throttle);
+            }
+        }
+        drop(store);
         if let Some((stale, until)) = fallback {
-            let life = self.throttle.min(until.saturating_sub(now)).max(1);
-            let cached = Cached::Value(stale.clone());
-            self.store(key.into_owned(), hash, cached, life, 0, writer, Some(until));
-            self.fail_safe_answered(hash);
+            // An entry still fresh (a refresh failed before its expiry)
+            // stays as it is, its refresh held back above; an expired one
+            // is stored again for the throttle.
+            if !matches!(self.recheck(hash, key.get()), Recheck::Fresh(..)) {
+                let life = self.throttle.min(until.saturating_sub(now)).max(1);
+                let cached = Cached::Value(stale.clone());
+                self.store(key.into_owned(), hash, cached, life, 0, writer, Some(until));
+            }
             *mine = Some(stale);
             return Err(Shared::new(StaleServed) as AnyError);
         }
@@ -209,10 +225,11 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         match loaded {
             Err(e) if e.is::<StaleServed>() => {
                 if let Some(v) = mine {
+                    self.fail_safe_answered(hash);
                     return (Ok(v), true);
                 }
                 match self.recheck(hash, key) {
-                    Recheck::Fresh(v) => {
+                    Recheck::Fresh(v, _) => {
                         self.fail_safe_answered(hash);
                         (Ok(v), true)
                     }
