@@ -46,7 +46,15 @@
 //!   [`CancelToken`], cancelled by [`Group::cancel`] or when every caller
 //!   has given up.
 //! - **Caching**: [`TtlCache`] keeps results for a time, loads each miss once,
-//!   stays bounded, and refreshes hot entries without stalling callers.
+//!   stays bounded (by entries or by weight), refreshes hot entries without
+//!   stalling callers, and tells an [eviction
+//!   listener](TtlCacheBuilder::eviction_listener) why each entry left.
+//! - **Resilience**: with a [fail-safe](TtlCacheBuilder::fail_safe), an
+//!   expired value answers when its reload fails, throttling the retries;
+//!   [`TtlCache::get_or_load_entry_detached`] bounds how long callers wait
+//!   for a slow backend (soft and hard timeouts).
+//! - **Errors without `Clone`**: [`Group::try_work`] and
+//!   [`TtlCache::try_get_or_load`] share one `Arc<E>` with every caller.
 //! - **Observability**: [`Group::stats`] and [`TtlCache::stats`] cost nothing
 //!   on the hot path; a [`Metrics`] observer (a Prometheus one behind the
 //!   `prometheus` feature) sees every flight.
