@@ -135,6 +135,10 @@ pub enum Error {
     /// The spawner could not run the flight (it returned an error, panicked,
     /// or dropped the job); carries the cause.
     Spawn(Shared<std::io::Error>),
+    /// This caller joined a flight run by a batch
+    /// ([`Group::work_many`](crate::Group::work_many)) whose answer left
+    /// this key out: the backend has no value for it.
+    NotFound,
 }
 
 impl fmt::Display for Error {
@@ -144,6 +148,9 @@ impl fmt::Display for Error {
             Error::Cancelled => f.write_str("the flight was cancelled"),
             Error::Panicked(cause) => fmt::Display::fmt(cause, f),
             Error::Spawn(cause) => write!(f, "the flight could not be spawned: {cause}"),
+            Error::NotFound => {
+                f.write_str("the batch that ran this key's flight had no value for it")
+            }
         }
     }
 }
@@ -153,7 +160,7 @@ impl std::error::Error for Error {
         match self {
             Error::Panicked(cause) => Some(cause),
             Error::Spawn(cause) => Some(&**cause),
-            Error::Timeout | Error::Cancelled => None,
+            Error::Timeout | Error::Cancelled | Error::NotFound => None,
         }
     }
 }

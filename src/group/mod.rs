@@ -3,7 +3,8 @@
 //! Its files run one way, each importing only from those listed before it:
 //! a shard's map of running flights (`table`), what the group tells its
 //! observer, the group with the flights its callers lead inline (`work`),
-//! its builder, and detached flights (deadlines, `do_chan`, `cancel`).
+//! its builder, detached flights (deadlines, `do_chan`, `cancel`), and
+//! batches (`work_many`).
 
 mod observer;
 mod table;
@@ -12,6 +13,7 @@ mod work;
 
 mod builder;
 mod detached;
+mod many;
 
 pub use self::builder::GroupBuilder;
 pub(crate) use self::table::{FlightRef, Shard};
