@@ -71,6 +71,7 @@ impl<K, V> TtlCache<K, V> {
             clock: None,
             metrics: None,
             name: None,
+            max_batch: usize::MAX,
             group: Group::builder(),
         }
     }
@@ -115,6 +116,8 @@ pub struct TtlCacheBuilder<K, V, S = DefaultHashBuilder> {
     clock: Option<Box<dyn Clock>>,
     metrics: Option<Shared<dyn Metrics>>,
     name: Option<&'static str>,
+    /// Set by `max_batch` (in `many.rs`).
+    pub(super) max_batch: usize,
     group: GroupBuilder<K, Loaded<V>, S>,
 }
 
@@ -421,6 +424,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             clock: self.clock,
             metrics: self.metrics,
             name: self.name,
+            max_batch: self.max_batch,
             group: self.group.hasher(hasher),
         }
     }
@@ -464,6 +468,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         };
         if self.max_entries == 0 {
             return Err(ConfigError::new("max_entries", "must be at least 1"));
+        }
+        if self.max_batch == 0 {
+            return Err(ConfigError::new("max_batch", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(ConfigError::new(
@@ -523,6 +530,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             name: self.name,
             len: AtomicUsize::new(0),
             max: self.max_entries,
+            max_batch: self.max_batch,
             sample_shift: adapter.shift(),
             window: AtomicU64::new(adapter.window().to_bits()),
             adapter: Mutex::new(adapter),
@@ -543,6 +551,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
             .field("error_ttl", &self.error_ttl)
             .field("refresh_after", &self.refresh_after)
             .field("early_refresh", &self.beta)
+            .field("max_batch", &self.max_batch)
             .field("clock", &self.clock)
             .field("metrics", &self.metrics)
             .field("group", &self.group)

@@ -33,6 +33,8 @@ pub(super) struct Inner<K, V> {
     /// so this never exceeds `max`.
     pub(super) len: AtomicUsize,
     pub(super) max: usize,
+    /// At most this many keys to one call of a batch's loader.
+    pub(super) max_batch: usize,
     /// Steers the window/main split of every shard's policy.
     pub(super) adapter: Mutex<Adapter>,
     /// A request is fed to the adapter when its hash's top bits are zero

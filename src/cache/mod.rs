@@ -4,8 +4,8 @@
 //! the clock, the frequency sketch, the eviction policy and one shard's
 //! store (plain data structures: no locks, clocks or threads inside); what every handle
 //! shares (`inner`); the cache type with its lookups and writes (`lookup`);
-//! the loaders on the caller's thread (`load`) and on the spawner
-//! (`refresh`); the builder.
+//! the loaders on the caller's thread (`load`, and `many` for batches) and
+//! on the spawner (`refresh`); the builder.
 
 mod adapt;
 mod clock;
@@ -17,6 +17,7 @@ mod inner;
 mod lookup;
 
 mod load;
+mod many;
 mod refresh;
 
 mod builder;
