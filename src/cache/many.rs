@@ -70,6 +70,25 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     }
 }
 
+impl<K, V, S> TtlCache<K, V, S> {
+    /// The number of loads running now (single-key and batch ones, one per
+    /// key; refreshes included). 0 when the cache is idle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cache = singleflight_sync::TtlCache::<u64, usize>::new(std::time::Duration::from_secs(9));
+    /// let inside = cache.get_or_load_many(&[1, 2], |ids| {
+    ///     ids.iter().map(|&&id| (id, cache.in_flight())).collect::<Vec<_>>()
+    /// });
+    /// assert_eq!(inside, [Some(2), Some(2)]);
+    /// assert_eq!(cache.in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        self.group.in_flight()
+    }
+}
+
 impl<K, V, S> TtlCache<K, V, S>
 where
     K: Eq + Hash,
