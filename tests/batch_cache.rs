@@ -454,3 +454,41 @@ fn stress_random_overlapping_batches_single_calls_and_evictions() {
         );
     });
 }
+
+#[test]
+fn a_batch_refreshes_entries_due_here_and_keeps_them_if_the_refresh_fails() {
+    watchdog(LIMIT, || {
+        let clock = ManualClock::new();
+        let cache: TtlCache<u64, u64> = TtlCache::builder()
+            .ttl(TTL)
+            .refresh_after(Duration::from_secs(30))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert_eq!(cache.get_or_load_many(&[1, 2], rows), [Some(5), Some(8)]);
+        clock.advance(Duration::from_secs(30));
+        // 1 and 2 are due: refreshed in the same call as the miss 3.
+        let mut asked = Vec::new();
+        let got = cache.get_or_load_many(&[1, 2, 3], |ids| {
+            asked.push(ids.iter().map(|&&id| id).collect::<Vec<_>>());
+            ids.iter().map(|&&id| (id, id + 1000)).collect::<Vec<_>>()
+        });
+        assert_eq!(asked, [vec![1, 2, 3]]);
+        assert_eq!(got, [Some(1001), Some(1002), Some(1003)], "the new values");
+        assert_eq!(cache.get(&1), Some(1001));
+        clock.advance(Duration::from_secs(30));
+        // A refresh that fails keeps (and returns) the current values, and
+        // can be tried again by the next caller.
+        let failed = cache.try_get_or_load_many(&[1, 2], |_| Err::<Vec<(u64, u64)>, _>(Down("x")));
+        assert_eq!(failed.unwrap(), [Some(1001), Some(1002)]);
+        let again = cache.try_get_or_load_many(&[1], |ids| {
+            Ok::<_, Down>(ids.iter().map(|&&id| (id, id + 2000)).collect::<Vec<_>>())
+        });
+        assert_eq!(again.unwrap(), [Some(2001)]);
+        // A refresh whose answer leaves the key out: the entry goes.
+        let gone = cache.get_or_load_many(&[2], |_| Vec::<(u64, u64)>::new());
+        assert_eq!(gone, [None]);
+        assert_eq!(cache.get(&2), None);
+        assert_eq!(cache.in_flight(), 0);
+    });
+}

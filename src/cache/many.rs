@@ -8,14 +8,15 @@
 //! released, under the same rule as a single-key load (`Writer::Load`: not
 //! if the flight was released meanwhile). A key the loader's answer leaves
 //! out is "not found": its flight ends so, and with an `error_ttl` the cache
-//! remembers that for so long.
+//! remembers that for so long. An entry due for a refresh is refreshed in
+//! the same call, as `get_or_load` refreshes on the caller's thread.
 
 use std::any::Any;
 use std::borrow::Borrow;
 use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash};
 
-use super::inner::{Loaded, Writer};
+use super::inner::{Loaded, RefreshFlag, Writer};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::{TtlCache, TtlCacheBuilder};
@@ -32,6 +33,9 @@ enum Found<V> {
     Absent,
     /// A load failed with an error this caller shares.
     Failed(AnyError),
+    /// Due for a refresh, which this caller runs: the current value, kept
+    /// if the refresh fails.
+    Refresh(V),
     /// Not answered yet.
     Pending,
 }
@@ -116,8 +120,12 @@ where
     /// caller that joined such a key's load loads it again with its own
     /// loader.
     ///
-    /// A stale entry (past `refresh_after`) is returned as it is: batches
-    /// never refresh; single-key calls do.
+    /// An entry due for a refresh (past `refresh_after`, or chosen early)
+    /// is refreshed here, as [`get_or_load`](Self::get_or_load) does: its
+    /// key goes to the same call of `load`, and this caller gets the new
+    /// value. If that call fails, the current value is kept (and
+    /// returned); if its answer leaves the key out, the entry is removed
+    /// (or, with an `error_ttl`, replaced by a not-found entry).
     ///
     /// [`Stats::loads`](crate::Stats::loads) counts one load per key loaded.
     ///
@@ -167,7 +175,7 @@ where
             .map(|found| match found {
                 Found::Value(v) => Some(v),
                 Found::Absent => None,
-                Found::Failed(_) | Found::Pending => {
+                Found::Failed(_) | Found::Pending | Found::Refresh(_) => {
                     unreachable!("an infallible batch shares no error and answers every key")
                 }
             })
@@ -234,7 +242,7 @@ where
                         .downcast::<E>()
                         .unwrap_or_else(|_| unreachable!("only errors of type `E` are shared")))
                 }
-                Found::Pending => unreachable!("every key is answered"),
+                Found::Pending | Found::Refresh(_) => unreachable!("every key is answered"),
             }
         }
         Ok(out)
@@ -256,41 +264,57 @@ where
         A: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
+        // Held until every key is answered: a refresh that ends without
+        // replacing its entry hands the turn to a later caller.
+        let mut flags = Vec::new();
         let mut found: Vec<Found<V>> = keys
             .iter()
-            .map(|key| self.look_up_for_batch(key, &shares))
+            .map(|key| self.look_up_for_batch(key, &shares, &mut flags))
+            .collect();
+        let refreshing: Vec<&Q> = (0..keys.len())
+            .filter(|&p| matches!(found[p], Found::Refresh(_)))
+            .map(|p| keys[p])
             .collect();
         loop {
             let missing: Vec<usize> = (0..keys.len())
-                .filter(|&p| matches!(found[p], Found::Pending))
+                .filter(|&p| matches!(found[p], Found::Pending | Found::Refresh(_)))
                 .collect();
             if missing.is_empty() {
+                drop(flags);
                 return found;
             }
             let asked: Vec<&Q> = missing.iter().map(|&p| keys[p]).collect();
             let loaded = self
                 .group
                 .many_with(&asked, self.inner.max_batch, |asked, flights| {
-                    self.load_batch(asked, flights, &mut load)
+                    self.load_batch(asked, flights, &refreshing, &mut load)
                 });
             for (p, loaded) in missing.into_iter().zip(loaded) {
-                found[p] = match loaded {
-                    Some(Ok(v)) => Found::Value(v),
-                    None => Found::Absent,
-                    Some(Err(e)) if shares(&*e) => Found::Failed(e),
+                let current = match std::mem::replace(&mut found[p], Found::Pending) {
+                    Found::Refresh(v) => Some(v),
+                    _ => None,
+                };
+                found[p] = match (loaded, current) {
+                    (Some(Ok(v)), _) => Found::Value(v),
+                    (None, _) => Found::Absent,
+                    // A failed refresh keeps the current value.
+                    (Some(Err(_)), Some(v)) => Found::Value(v),
+                    (Some(Err(e)), None) if shares(&*e) => Found::Failed(e),
                     // Another caller's failure, not this caller's to share:
                     // that load has ended, so this key is asked for again.
-                    Some(Err(_)) => Found::Pending,
+                    (Some(Err(_)), None) => Found::Pending,
                 };
             }
         }
     }
 
-    /// One key's cached answer for a batch, if fresh.
+    /// One key's cached answer for a batch, if fresh; an entry this caller
+    /// is to refresh adds its flag to `flags`.
     fn look_up_for_batch<Q>(
         &self,
         key: &Q,
         shares: &impl Fn(&(dyn Any + Send + Sync)) -> bool,
+        flags: &mut Vec<RefreshFlag<K, V>>,
     ) -> Found<V>
     where
         K: Borrow<Q>,
@@ -303,23 +327,21 @@ where
             Lookup::Fresh(Cached::Error(e)) if shares(&*e) => Found::Failed(e),
             Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => Found::Pending,
             Lookup::Stale(v, stamp) => {
-                // This caller was chosen to refresh; a batch does not, so it
-                // hands the turn back (and the count) for a later caller.
-                let mut store = self.shard(hash).lock();
-                store.clear_refreshing(hash, stamp);
-                store.counts.refreshes -= 1;
-                Found::Value(v)
+                flags.push(RefreshFlag::new(&self.inner, hash, stamp));
+                Found::Refresh(v)
             }
         }
     }
 
     /// Runs inside the flights of `asked` (distinct keys): answers from the
-    /// cache what a load that just ended stored, loads the rest with one
-    /// call of `load`, and stores each answer before the flights end.
+    /// cache what a load that just ended stored (except for the keys this
+    /// caller is `refreshing`), loads the rest with one call of `load`, and
+    /// stores each answer before the flights end.
     fn load_batch<Q, A, E>(
         &self,
         asked: &[&Q],
         flights: &[FlightRef],
+        refreshing: &[&Q],
         load: &mut impl FnMut(&[&Q]) -> Result<A, E>,
     ) -> Vec<Option<Loaded<V>>>
     where
@@ -331,7 +353,12 @@ where
         let hashes: Vec<u64> = asked.iter().map(|k| self.group.locate(*k).0).collect();
         let mut answers: Vec<Option<Loaded<V>>> = asked.iter().map(|_| None).collect();
         let mut to_load = Vec::with_capacity(asked.len());
+        let refresh: Vec<bool> = asked.iter().map(|key| refreshing.contains(key)).collect();
         for (i, key) in asked.iter().enumerate() {
+            if refresh[i] {
+                to_load.push(i);
+                continue;
+            }
             match self.lookup(hashes[i], *key, Mode::Recheck) {
                 Lookup::Fresh(Cached::Value(v)) => answers[i] = Some(Ok(v)),
                 Lookup::Fresh(Cached::Error(e)) if e.is::<NotFound>() => {}
@@ -357,7 +384,13 @@ where
                         Some(Ok(v)) => (Cached::Value(v.clone()), self.inner.ttl),
                         _ => match self.inner.error_ttl {
                             Some(error_ttl) => (Cached::Error(Shared::new(NotFound)), error_ttl),
-                            None => continue,
+                            None => {
+                                if refresh[i] {
+                                    // Gone from the backend: gone from here.
+                                    self.invalidate(asked[i]);
+                                }
+                                continue;
+                            }
                         },
                     };
                     let key = asked[i].to_owned();
@@ -370,7 +403,8 @@ where
                 let e = Shared::new(e) as AnyError;
                 for &i in &to_load {
                     self.shard(hashes[i]).lock().counts.load_errors += 1;
-                    if let Some(error_ttl) = self.inner.error_ttl {
+                    // A failed refresh keeps the current value.
+                    if let Some(error_ttl) = self.inner.error_ttl.filter(|_| !refresh[i]) {
                         let (key, cached) = (asked[i].to_owned(), Cached::Error(e.clone()));
                         self.inner
                             .store(key, hashes[i], cached, error_ttl, delta, writer(i));
