@@ -492,3 +492,150 @@ fn a_batch_refreshes_entries_due_here_and_keeps_them_if_the_refresh_fails() {
         assert_eq!(cache.in_flight(), 0);
     });
 }
+
+/// A cache whose spawner queues each job, for the test to run when it likes.
+fn queued(
+    clock: &ManualClock,
+) -> (
+    TtlCache<u64, u64>,
+    std::sync::mpsc::Receiver<singleflight_sync::Job>,
+) {
+    let (queue, jobs) = std::sync::mpsc::channel();
+    let cache = TtlCache::builder()
+        .ttl(TTL)
+        .refresh_after(Duration::from_secs(30))
+        .clock(clock.clone())
+        .spawner(move |job| queue.send(job).map_err(|_| std::io::Error::other("closed")))
+        .build()
+        .unwrap();
+    (cache, jobs)
+}
+
+/// A loader that records each call and answers `id * 10 + version`.
+#[derive(Clone, Default)]
+struct Versioned {
+    version: Arc<AtomicUsize>,
+    calls: Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+}
+
+impl Versioned {
+    fn load(&self) -> impl FnMut(&[&u64]) -> Vec<(u64, u64)> + Clone + Send + 'static {
+        let this = self.clone();
+        move |ids: &[&u64]| {
+            this.calls
+                .lock()
+                .unwrap()
+                .push(ids.iter().map(|&&id| id).collect());
+            let v = this.version.load(Ordering::SeqCst) as u64;
+            ids.iter().map(|&&id| (id, id * 10 + v)).collect()
+        }
+    }
+
+    fn calls(&self) -> Vec<Vec<u64>> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_detached_batch_refreshes_due_entries_in_one_call_on_the_spawner() {
+    watchdog(LIMIT, || {
+        let clock = ManualClock::new();
+        let (cache, jobs) = queued(&clock);
+        let backend = Versioned::default();
+        backend.version.store(1, Ordering::SeqCst);
+        assert_eq!(
+            cache.get_or_load_many_detached(&[1, 2, 3], backend.load()),
+            [Some(11), Some(21), Some(31)]
+        );
+        assert_eq!(
+            backend.calls(),
+            [vec![1, 2, 3]],
+            "misses load here, in one call"
+        );
+        clock.advance(Duration::from_secs(30));
+        backend.version.store(2, Ordering::SeqCst);
+        // 1 and 2 are due: served as they are; 4 is a miss, loaded here.
+        let got = cache.get_or_load_many_detached(&[1, 2, 4], backend.load());
+        assert_eq!(got, [Some(11), Some(21), Some(42)]);
+        assert_eq!(cache.in_flight(), 2, "the refresh's two flights, queued");
+        // Another caller meanwhile: current values, no second refresh.
+        assert_eq!(
+            cache.get_or_load_many_detached(&[1, 2], backend.load()),
+            [Some(11), Some(21)]
+        );
+        let job = jobs.try_recv().expect("one refresh job");
+        assert!(jobs.try_recv().is_err(), "only one");
+        job();
+        assert_eq!(backend.calls(), [vec![1, 2, 3], vec![4], vec![1, 2]]);
+        assert_eq!(
+            (cache.get(&1), cache.get(&2), cache.get(&3)),
+            (Some(12), Some(22), Some(31))
+        );
+        assert_eq!(cache.in_flight(), 0);
+    });
+}
+
+#[test]
+fn a_detached_batch_refresh_that_panics_or_cannot_start_keeps_the_current_values() {
+    watchdog(LIMIT, || {
+        let clock = ManualClock::new();
+        let (cache, jobs) = queued(&clock);
+        assert_eq!(cache.get_or_load_many(&[1, 2], rows), [Some(5), Some(8)]);
+        clock.advance(Duration::from_secs(30));
+        let panicking = |_: &[&u64]| -> Vec<(u64, u64)> { panic!("backend down") };
+        assert_eq!(
+            cache.get_or_load_many_detached(&[1, 2], panicking),
+            [Some(5), Some(8)]
+        );
+        jobs.try_recv().unwrap()();
+        assert_eq!((cache.get(&1), cache.get(&2)), (Some(5), Some(8)), "kept");
+        assert_eq!(cache.stats().load_errors, 2);
+        assert_eq!(cache.in_flight(), 0);
+        // The flags were cleared: the next caller refreshes again.
+        let backend = Versioned::default();
+        cache.get_or_load_many_detached(&[1, 2], backend.load());
+        jobs.try_recv().expect("a new refresh")();
+        assert_eq!(cache.get(&1), Some(10));
+
+        // A spawner that fails: nothing left in flight, values kept.
+        let failing: TtlCache<u64, u64> = TtlCache::builder()
+            .ttl(TTL)
+            .refresh_after(Duration::from_secs(30))
+            .clock(clock.clone())
+            .spawner(|_job| Err(std::io::Error::other("no threads")))
+            .build()
+            .unwrap();
+        assert_eq!(failing.get_or_load_many(&[1], rows), [Some(5)]);
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            failing.get_or_load_many_detached(&[1], backend.load()),
+            [Some(5)]
+        );
+        assert_eq!(failing.in_flight(), 0);
+        assert_eq!(failing.get(&1), Some(5));
+    });
+}
+
+#[test]
+fn a_detached_batch_refresh_whose_answer_leaves_a_key_out_removes_it() {
+    watchdog(LIMIT, || {
+        let clock = ManualClock::new();
+        let (cache, jobs) = queued(&clock);
+        assert_eq!(cache.get_or_load_many(&[1, 2], rows), [Some(5), Some(8)]);
+        clock.advance(Duration::from_secs(30));
+        let only_one = |ids: &[&u64]| {
+            rows(ids)
+                .into_iter()
+                .filter(|r| r.0 == 1)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cache.get_or_load_many_detached(&[1, 2], only_one),
+            [Some(5), Some(8)]
+        );
+        jobs.try_recv().unwrap()();
+        assert_eq!((cache.get(&1), cache.get(&2)), (Some(5), None));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.in_flight(), 0);
+    });
+}

@@ -24,10 +24,10 @@ use crate::group::FlightRef;
 use crate::sync::Shared;
 
 /// What a negative entry holds for a key a batch's answer left out.
-struct NotFound;
+pub(super) struct NotFound;
 
 /// One key's answer so far.
-enum Found<V> {
+pub(super) enum Found<V> {
     Value(V),
     /// Not found: the loader's answer, or a cached negative entry, has none.
     Absent,
@@ -256,6 +256,33 @@ where
         &self,
         keys: &[&Q],
         shares: impl Fn(&(dyn Any + Send + Sync)) -> bool,
+        load: impl FnMut(&[&Q]) -> Result<A, E>,
+    ) -> Vec<Found<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        A: IntoIterator<Item = (K, V)>,
+        E: Send + Sync + 'static,
+    {
+        let mut flags = Vec::new();
+        let found: Vec<Found<V>> = keys
+            .iter()
+            .map(|key| self.look_up_for_batch(key, &shares, &mut flags))
+            .collect();
+        self.resolve(keys, found, flags, shares, load)
+    }
+
+    /// Answers every key `found` has not answered yet: due refreshes (whose
+    /// `flags` are held until every key is answered, so a refresh that ends
+    /// without replacing its entry hands the turn to a later caller) and
+    /// misses, through the group's batch core.
+    #[track_caller]
+    pub(super) fn resolve<Q, A, E>(
+        &self,
+        keys: &[&Q],
+        mut found: Vec<Found<V>>,
+        flags: Vec<RefreshFlag<K, V>>,
+        shares: impl Fn(&(dyn Any + Send + Sync)) -> bool,
         mut load: impl FnMut(&[&Q]) -> Result<A, E>,
     ) -> Vec<Found<V>>
     where
@@ -264,13 +291,6 @@ where
         A: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
-        // Held until every key is answered: a refresh that ends without
-        // replacing its entry hands the turn to a later caller.
-        let mut flags = Vec::new();
-        let mut found: Vec<Found<V>> = keys
-            .iter()
-            .map(|key| self.look_up_for_batch(key, &shares, &mut flags))
-            .collect();
         let refreshing: Vec<&Q> = (0..keys.len())
             .filter(|&p| matches!(found[p], Found::Refresh(_)))
             .map(|p| keys[p])
@@ -310,7 +330,7 @@ where
 
     /// One key's cached answer for a batch, if fresh; an entry this caller
     /// is to refresh adds its flag to `flags`.
-    fn look_up_for_batch<Q>(
+    pub(super) fn look_up_for_batch<Q>(
         &self,
         key: &Q,
         shares: &impl Fn(&(dyn Any + Send + Sync)) -> bool,

@@ -5,7 +5,8 @@
 //! store (plain data structures: no locks, clocks or threads inside); what every handle
 //! shares (`inner`); the cache type with its lookups and writes (`lookup`);
 //! the loaders on the caller's thread (`load`, and `many` for batches) and
-//! on the spawner (`refresh`); the builder.
+//! on the spawner (`refresh`, and `many_detached` for batches); the
+//! builder.
 
 mod adapt;
 mod clock;
@@ -19,6 +20,8 @@ mod lookup;
 mod load;
 mod many;
 mod refresh;
+
+mod many_detached;
 
 mod builder;
 

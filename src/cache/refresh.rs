@@ -123,14 +123,14 @@ std::thread_local! {
 }
 
 /// A detached refresh loader, counted while it runs.
-struct Running<K, V> {
+pub(super) struct Running<K, V> {
     inner: Shared<Inner<K, V>>,
     outer: usize,
 }
 
 impl<K, V> Running<K, V> {
     /// `None` once the cache is dropped: the refresh then skips its loader.
-    fn enter(inner: &Shared<Inner<K, V>>) -> Option<Self> {
+    pub(super) fn enter(inner: &Shared<Inner<K, V>>) -> Option<Self> {
         let mut loaders = inner.loaders.lock();
         if loaders.closed {
             return None;

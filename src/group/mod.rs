@@ -4,7 +4,7 @@
 //! a shard's map of running flights (`table`), what the group tells its
 //! observer, the group with the flights its callers lead inline (`work`),
 //! its builder, detached flights (deadlines, `do_chan`, `cancel`), and
-//! batches (`work_many`).
+//! batches (`work_many`, and the detached ones the cache refreshes with).
 
 mod observer;
 mod table;
@@ -14,6 +14,7 @@ mod work;
 mod builder;
 mod detached;
 mod many;
+mod many_detached;
 
 pub use self::builder::GroupBuilder;
 pub(crate) use self::table::{FlightRef, Shard};
