@@ -20,11 +20,15 @@ use crate::error::{Error, LeaderPanicked};
 use crate::metrics::Outcome;
 use crate::sync::{self, Arc, Mutex, Shared};
 
+/// One flight of a detached batch: its shard, hash and id, its waiters'
+/// call and its token.
+type Started<V> = (usize, u64, u64, Arc<Call<V>>, CancelToken);
+
 /// Everything a detached batch needs to run and end, on any thread.
 struct ManyRunner<K, V, F> {
     shards: Shared<[Shard<K, V>]>,
     keys: Vec<K>,
-    flights: Vec<(usize, u64, u64, Arc<Call<V>>, CancelToken)>,
+    flights: Vec<Started<V>>,
     name: Option<&'static str>,
     observer: Observer<V>,
     f: F,
