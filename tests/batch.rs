@@ -245,12 +245,15 @@ fn an_error_reaches_exactly_the_callers_of_that_batch() {
                 group.work(&2, || unreachable!("joined"))
             })
         };
+        // Set inside the `f` that leads 3: 3 is in flight then.
+        let three_led = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let overlapping = {
-            let group = group.clone();
+            let (group, three_led) = (group.clone(), three_led.clone());
             thread::spawn(move || {
                 wait_for("the batch", || group.in_flight() >= 2);
                 // Leads 3 (which succeeds), joins 1 (which fails).
                 group.try_work_many(&[3, 1], |ids| {
+                    three_led.store(true, Ordering::SeqCst);
                     wait_for("the bystander", || group.waiters(&3) == 1);
                     Ok::<_, Down>(ids.iter().map(|&&i| (i, i)).collect::<Vec<_>>())
                 })
@@ -259,7 +262,9 @@ fn an_error_reaches_exactly_the_callers_of_that_batch() {
         let bystander = {
             let group = group.clone();
             thread::spawn(move || {
-                wait_for("the overlapping batch to lead 3", || group.in_flight() == 3);
+                wait_for("the overlapping batch to lead 3", || {
+                    three_led.load(Ordering::SeqCst)
+                });
                 group.work(&3, || unreachable!("joined"))
             })
         };
