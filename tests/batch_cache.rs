@@ -636,3 +636,38 @@ fn a_detached_batch_refresh_whose_answer_leaves_a_key_out_removes_it() {
         assert_eq!(cache.in_flight(), 0);
     });
 }
+
+#[test]
+fn a_detached_batch_refresh_whose_job_is_dropped_unrun_leaves_nothing_in_flight() {
+    watchdog(LIMIT, || {
+        let clock = ManualClock::new();
+        let cache: TtlCache<u64, u64> = TtlCache::builder()
+            .ttl(TTL)
+            .refresh_after(Duration::from_secs(30))
+            .clock(clock.clone())
+            .spawner(|job| {
+                drop(job);
+                Ok(())
+            })
+            .build()
+            .unwrap();
+        assert_eq!(cache.get_or_load_many(&[1, 2], rows), [Some(5), Some(8)]);
+        clock.advance(Duration::from_secs(30));
+        let never = |_: &[&u64]| -> Vec<(u64, u64)> { unreachable!("the job is dropped") };
+        assert_eq!(
+            cache.get_or_load_many_detached(&[1, 2], never),
+            [Some(5), Some(8)]
+        );
+        assert_eq!(cache.in_flight(), 0);
+        assert_eq!(
+            cache.stats().errors,
+            2,
+            "each flight ended as a spawn error"
+        );
+        // The flags were cleared with the dropped job: an inline batch refreshes.
+        assert_eq!(
+            cache.get_or_load_many(&[1], |ids| vec![(*ids[0], 50)]),
+            [Some(50)]
+        );
+    });
+}

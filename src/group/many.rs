@@ -383,6 +383,9 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
     /// This caller runs `f` first and only then waits for the flights it
     /// joined, so two batches that overlap never wait for each other.
     ///
+    /// In [`stats`](Self::stats) and to the observer, each distinct key is
+    /// one call: a flight led, or a flight joined.
+    ///
     /// `f` is `FnMut` for one rare case: a joined flight that was cancelled
     /// or could not be spawned (a [`do_chan`](Self::do_chan) flight)
     /// releases its key, and `f` is called once more for such keys, once
