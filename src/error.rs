@@ -135,6 +135,10 @@ pub enum Error {
     /// The spawner could not run the flight (it returned an error, panicked,
     /// or dropped the job); carries the cause.
     Spawn(Shared<std::io::Error>),
+    /// This caller joined a flight run by a batch
+    /// ([`Group::work_many`](crate::Group::work_many)) whose answer left
+    /// this key out: the backend has no value for it.
+    NotFound,
 }
 
 impl fmt::Display for Error {
@@ -144,6 +148,9 @@ impl fmt::Display for Error {
             Error::Cancelled => f.write_str("the flight was cancelled"),
             Error::Panicked(cause) => fmt::Display::fmt(cause, f),
             Error::Spawn(cause) => write!(f, "the flight could not be spawned: {cause}"),
+            Error::NotFound => {
+                f.write_str("the batch that ran this key's flight had no value for it")
+            }
         }
     }
 }
@@ -153,7 +160,7 @@ impl std::error::Error for Error {
         match self {
             Error::Panicked(cause) => Some(cause),
             Error::Spawn(cause) => Some(&**cause),
-            Error::Timeout | Error::Cancelled => None,
+            Error::Timeout | Error::Cancelled | Error::NotFound => None,
         }
     }
 }
@@ -243,6 +250,8 @@ pub enum TryError<E> {
     Panicked(LeaderPanicked),
     /// The spawner could not run the flight; carries the cause.
     Spawn(Shared<std::io::Error>),
+    /// The flight was a batch's, and its answer left this key out.
+    NotFound,
 }
 
 impl<E> Clone for TryError<E> {
@@ -253,6 +262,7 @@ impl<E> Clone for TryError<E> {
             TryError::Cancelled => TryError::Cancelled,
             TryError::Panicked(p) => TryError::Panicked(p.clone()),
             TryError::Spawn(e) => TryError::Spawn(e.clone()),
+            TryError::NotFound => TryError::NotFound,
         }
     }
 }
@@ -264,6 +274,7 @@ impl<E> From<Error> for TryError<E> {
             Error::Cancelled => TryError::Cancelled,
             Error::Panicked(p) => TryError::Panicked(p),
             Error::Spawn(e) => TryError::Spawn(e),
+            Error::NotFound => TryError::NotFound,
         }
     }
 }
@@ -276,6 +287,7 @@ impl<E: fmt::Display> fmt::Display for TryError<E> {
             TryError::Cancelled => fmt::Display::fmt(&Error::Cancelled, f),
             TryError::Panicked(p) => fmt::Display::fmt(p, f),
             TryError::Spawn(e) => write!(f, "the flight could not be spawned: {e}"),
+            TryError::NotFound => fmt::Display::fmt(&Error::NotFound, f),
         }
     }
 }
@@ -286,7 +298,7 @@ impl<E: std::error::Error + 'static> std::error::Error for TryError<E> {
             TryError::Failed(e) => Some(&**e),
             TryError::Panicked(p) => Some(p),
             TryError::Spawn(e) => Some(&**e),
-            TryError::Timeout | TryError::Cancelled => None,
+            TryError::Timeout | TryError::Cancelled | TryError::NotFound => None,
         }
     }
 }

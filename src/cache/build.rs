@@ -54,6 +54,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         if self.max_entries == 0 {
             return Err(ConfigError::new("max_entries", "must be at least 1"));
         }
+        if self.max_batch == 0 {
+            return Err(ConfigError::new("max_batch", "must be at least 1"));
+        }
         if !(0.0..1.0).contains(&self.jitter) {
             return Err(ConfigError::new(
                 "jitter",
@@ -159,6 +162,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             name: self.name,
             len: AtomicUsize::new(0),
             max: self.max_entries,
+            max_batch: self.max_batch,
             sample_shift: adapter.shift(),
             window: AtomicU64::new(adapter.window().to_bits()),
             adapter: Mutex::new(adapter),
@@ -190,6 +194,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
             .field("error_ttl", &self.error_ttl)
             .field("refresh_after", &self.refresh_after)
             .field("early_refresh", &self.beta)
+            .field("max_batch", &self.max_batch)
             .field("clock", &self.clock)
             .field("metrics", &self.metrics)
             .field("max_weight", &self.max_weight)

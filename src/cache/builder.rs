@@ -76,6 +76,7 @@ impl<K, V> TtlCache<K, V> {
                 expiry: None,
             },
             resilience: Resilience::default(),
+            max_batch: usize::MAX,
             group: Group::builder(),
         }
     }
@@ -155,6 +156,8 @@ pub struct TtlCacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(super) time_to_idle: Option<Duration>,
     pub(super) hooks: Hooks<K, V>,
     pub(super) resilience: Resilience,
+    /// Set by `max_batch` (in `many.rs`).
+    pub(super) max_batch: usize,
     pub(super) group: GroupBuilder<K, Loaded<V>, S>,
 }
 
@@ -465,6 +468,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             time_to_idle: self.time_to_idle,
             hooks: self.hooks,
             resilience: self.resilience,
+            max_batch: self.max_batch,
             group: self.group.hasher(hasher),
         }
     }

@@ -19,6 +19,8 @@ pub(super) enum Recheck<V> {
     Fresh(V, u64),
     /// Expired, kept by the fail-safe until the time given.
     Kept(V, u64),
+    /// A fresh cached error (negative caching).
+    Error(AnyError),
     Miss,
 }
 
@@ -87,6 +89,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         match &store.slot(pos).value {
             Cached::Value(v) if now < expires => Recheck::Fresh(v.clone(), kept_until),
             Cached::Value(v) if now < kept_until => Recheck::Kept(v.clone(), kept_until),
+            Cached::Error(e) if now < expires => Recheck::Error(e.clone()),
             _ => Recheck::Miss,
         }
     }
@@ -118,7 +121,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
             match self.recheck(hash, key.get()) {
                 Recheck::Fresh(v, _) if !refresh => return Ok(v),
                 Recheck::Fresh(v, until) | Recheck::Kept(v, until) => fallback = Some((v, until)),
-                Recheck::Miss => {}
+                Recheck::Error(_) | Recheck::Miss => {}
             }
         }
         self.load_started(hash);

@@ -58,6 +58,8 @@ pub(super) struct Inner<K, V> {
     /// How long the last handle's drop waits for the detached loaders it
     /// cancelled.
     pub(super) drop_timeout: Duration,
+    /// At most this many keys to one call of a batch's loader.
+    pub(super) max_batch: usize,
     /// Steers the window/main split of every shard's policy.
     pub(super) adapter: Mutex<Adapter>,
     /// A request is fed to the adapter when its hash's top bits are zero
@@ -303,23 +305,25 @@ impl<K, V> Inner<K, V> {
                         // Its room passes to the new entry.
                         store.freed.0 -= 1;
                     }
-                    None => self.evict_elsewhere(index, &mut gone, &|| self.reserve(), true),
+                    None => {
+                        self.evict_elsewhere(index, &mut gone, &|| self.reserve(), true);
+                    }
                 }
                 self.settle(&mut store);
             }
-            if weight > 0 {
-                while !self.reserve_weight(u64::from(weight)) {
-                    match store.evict(self.window()) {
-                        Some(victim) => gone.push(victim, RemovalCause::Size),
-                        None => self.evict_elsewhere(
-                            index,
-                            &mut gone,
-                            &|| self.reserve_weight(u64::from(weight)),
-                            false,
-                        ),
+            let w = u64::from(weight);
+            while w > 0 && !self.reserve_weight(w) {
+                match store.evict(self.window()) {
+                    Some(victim) => gone.push(victim, RemovalCause::Size),
+                    None => {
+                        let room = || self.reserve_weight(w);
+                        if self.evict_elsewhere(index, &mut gone, &room, false) {
+                            // The weight was freed meanwhile and is taken.
+                            break;
+                        }
                     }
-                    self.settle(&mut store);
                 }
+                self.settle(&mut store);
             }
             store.insert_new(slot, extra);
         }
@@ -398,7 +402,7 @@ impl<K, V> Inner<K, V> {
     /// only place a thread holds two shards), so no two threads can wait on
     /// each other; room freed meanwhile (`room` says) is taken instead.
     /// With `pass_room`, the victim's place in the entry count passes to the
-    /// new entry.
+    /// new entry. Returns whether `room` took the room (no victim needed).
     #[cold]
     fn evict_elsewhere(
         &self,
@@ -406,10 +410,10 @@ impl<K, V> Inner<K, V> {
         gone: &mut Gone<K, V>,
         room: &dyn Fn() -> bool,
         pass_room: bool,
-    ) {
+    ) -> bool {
         loop {
             if room() {
-                return;
+                return true;
             }
             for step in 1..self.shards.len() {
                 let other = (own + step) & self.mask;
@@ -423,7 +427,7 @@ impl<K, V> Inner<K, V> {
                         store.freed.0 -= 1;
                     }
                     self.settle(&mut store);
-                    return;
+                    return false;
                 }
             }
             std::thread::yield_now();

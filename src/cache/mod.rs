@@ -4,8 +4,9 @@
 //! the clock, the user's hooks (listener, weigher, expiry), the frequency sketch, the eviction policy and one shard's
 //! store (plain data structures: no locks, clocks or threads inside); what every handle
 //! shares (`inner`); the cache type with its lookups and writes (`lookup`);
-//! the loaders on the caller's thread (`load`) and on the spawner
-//! (`refresh`); the builder.
+//! the loaders on the caller's thread (`load`, and `many` for batches) and
+//! on the spawner (`refresh`, and `many_detached` for batches); the
+//! builder.
 
 mod adapt;
 mod clock;
@@ -20,8 +21,11 @@ mod lookup;
 mod map;
 
 mod load;
+mod many;
 mod refresh;
 mod resilience;
+
+mod many_detached;
 
 mod build;
 mod builder;

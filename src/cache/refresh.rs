@@ -212,7 +212,7 @@ std::thread_local! {
 }
 
 /// A detached loader, counted (with its token) while it runs.
-struct Running<K, V> {
+pub(super) struct Running<K, V> {
     inner: Shared<Inner<K, V>>,
     outer: usize,
     id: u64,
@@ -220,7 +220,7 @@ struct Running<K, V> {
 
 impl<K, V> Running<K, V> {
     /// `None` once the cache is dropped: the load then skips its loader.
-    fn enter(inner: &Shared<Inner<K, V>>, token: &CancelToken) -> Option<Self> {
+    pub(super) fn enter(inner: &Shared<Inner<K, V>>, token: &CancelToken) -> Option<Self> {
         let mut loaders = inner.loaders.lock();
         if loaders.closed {
             return None;

@@ -4,7 +4,8 @@
 //! a shard's map of running flights (`table`), what the group tells its
 //! observer, the group with the flights its callers lead inline (`work`),
 //! its builder, detached flights (deadlines, `do_chan`, `cancel`), and
-//! fallible work in one `Result` (`try_work`, `TryError`).
+//! fallible work in one `Result` (`try_work`, `TryError`), and batches
+//! (`work_many`, and the detached ones the cache refreshes with).
 
 mod observer;
 mod table;
@@ -14,6 +15,8 @@ mod work;
 mod builder;
 mod detached;
 mod fallible;
+mod many;
+mod many_detached;
 
 pub use self::builder::GroupBuilder;
 pub use self::fallible::IntoResult;
