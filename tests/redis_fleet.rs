@@ -17,7 +17,10 @@ use redis_support::{abort_after, count, incr, RedisServer};
 use singleflight_sync::redis::{RawCodec, RedisGroup};
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn env(name: &str) -> String {
@@ -25,7 +28,9 @@ fn env(name: &str) -> String {
 }
 
 fn env_u64(name: &str) -> u64 {
-    env(name).parse().unwrap_or_else(|_| panic!("{name} is not a number"))
+    env(name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
 
 fn value_of(key: &str) -> String {
@@ -51,12 +56,17 @@ fn worker_entry() {
         .build()
         .unwrap();
     let threads = env_u64("SFR_THREADS") as usize;
-    let keys: Vec<String> = (0..env_u64("SFR_KEYS")).map(|k| format!("key-{k}")).collect();
+    let keys: Vec<String> = (0..env_u64("SFR_KEYS"))
+        .map(|k| format!("key-{k}"))
+        .collect();
     let sleep = Duration::from_millis(env_u64("SFR_SLEEP_MS"));
     let start = env_u64("SFR_START_MS");
     let mode = env("SFR_MODE");
     let f = |key: &str| {
-        let mut conn = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+        let mut conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
         incr(&mut conn, &format!("runs:{key}"));
         if mode == "hang" {
             thread::sleep(Duration::from_secs(100));
@@ -117,7 +127,13 @@ struct Settings<'a> {
 
 fn spawn_worker(server: &RedisServer, s: &Settings<'_>) -> Worker {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker_entry", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "worker_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("SFR_WORKER", "1")
         .env("SFR_URL", server.url())
         .env("SFR_NS", s.ns)
@@ -150,7 +166,12 @@ impl Worker {
             thread::sleep(Duration::from_millis(10));
         };
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert!(status.success(), "worker failed: {status}\n{out}");
         let line = out
             .lines()
@@ -178,7 +199,10 @@ fn total(reports: &[HashMap<String, u64>], field: &str) -> u64 {
 
 #[test]
 fn processes_share_one_execution_per_key() {
-    abort_after(Duration::from_secs(120), "processes_share_one_execution_per_key");
+    abort_after(
+        Duration::from_secs(120),
+        "processes_share_one_execution_per_key",
+    );
     let server = RedisServer::start();
     let mut conn = server.conn();
     let (processes, threads, keys) = (4, 8, 8);
@@ -191,12 +215,21 @@ fn processes_share_one_execution_per_key() {
         lease_ms: 2000,
         start_ms: now_ms() + 1500,
     };
-    let workers: Vec<_> = (0..processes).map(|_| spawn_worker(&server, &settings)).collect();
-    let reports: Vec<_> = workers.into_iter().map(|w| w.finish(Duration::from_secs(60))).collect();
+    let workers: Vec<_> = (0..processes)
+        .map(|_| spawn_worker(&server, &settings))
+        .collect();
+    let reports: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.finish(Duration::from_secs(60)))
+        .collect();
     assert_eq!(total(&reports, "ok"), processes * threads * keys);
     assert_eq!(total(&reports, "bad"), 0);
     for k in 0..keys {
-        assert_eq!(count(&mut conn, &format!("runs:key-{k}")), 1, "key-{k} ran more than once");
+        assert_eq!(
+            count(&mut conn, &format!("runs:key-{k}")),
+            1,
+            "key-{k} ran more than once"
+        );
     }
     assert_eq!(total(&reports, "led"), keys);
     assert_eq!(total(&reports, "degraded"), 0);
@@ -208,7 +241,10 @@ fn processes_share_one_execution_per_key() {
 
 #[test]
 fn a_killed_leader_is_taken_over_after_its_lease() {
-    abort_after(Duration::from_secs(120), "a_killed_leader_is_taken_over_after_its_lease");
+    abort_after(
+        Duration::from_secs(120),
+        "a_killed_leader_is_taken_over_after_its_lease",
+    );
     let server = RedisServer::start();
     let mut conn = server.conn();
     let lease_ms = 600;
@@ -224,7 +260,10 @@ fn a_killed_leader_is_taken_over_after_its_lease() {
     let mut leader = spawn_worker(&server, &base);
     let start = Instant::now();
     while count(&mut conn, "runs:key-0") == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the leader never started f");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader never started f"
+        );
         thread::sleep(Duration::from_millis(10));
     }
     let join = Settings {
@@ -237,11 +276,18 @@ fn a_killed_leader_is_taken_over_after_its_lease() {
     // Let them start waiting on the leader (well past one lease, so the
     // leader's renewals are what keeps them waiting), then kill it.
     thread::sleep(Duration::from_millis(3 * lease_ms));
-    assert_eq!(count(&mut conn, "runs:key-0"), 1, "a follower ran while the leader lived");
+    assert_eq!(
+        count(&mut conn, "runs:key-0"),
+        1,
+        "a follower ran while the leader lived"
+    );
     leader.child.kill().unwrap();
     leader.child.wait().unwrap();
     let killed = Instant::now();
-    let reports: Vec<_> = followers.into_iter().map(|w| w.finish(Duration::from_secs(30))).collect();
+    let reports: Vec<_> = followers
+        .into_iter()
+        .map(|w| w.finish(Duration::from_secs(30)))
+        .collect();
     let took = killed.elapsed();
     assert_eq!(total(&reports, "ok"), 8, "every caller got the value");
     assert_eq!(total(&reports, "bad"), 0);

@@ -36,8 +36,14 @@ fn values_round_trip_through_redis() {
         let a: RedisGroup<Vec<u8>> = group(&server, "rt").codec(RawCodec).build().unwrap();
         let b: RedisGroup<Vec<u8>> = group(&server, "rt").codec(RawCodec).build().unwrap();
         assert_eq!(a.work("bytes", || all_bytes.clone()).unwrap(), all_bytes);
-        assert_eq!(b.work("bytes", || panic!("b must read a's value")).unwrap(), all_bytes);
-        assert_eq!((a.stats().led, b.stats().led, b.stats().remote_values), (1, 0, 1));
+        assert_eq!(
+            b.work("bytes", || panic!("b must read a's value")).unwrap(),
+            all_bytes
+        );
+        assert_eq!(
+            (a.stats().led, b.stats().led, b.stats().remote_values),
+            (1, 0, 1)
+        );
 
         let text = "héllo, wörld: \u{1F980}".to_string();
         let a: RedisGroup<String> = group(&server, "rt-s").codec(RawCodec).build().unwrap();
@@ -77,9 +83,16 @@ fn serde_values_round_trip_with_postcard() {
         let mut conn = server.conn();
         let mut record = b"sf\x01v".to_vec();
         record.extend_from_slice(&[0xff; 3]);
-        let _: () = redis::cmd("SET").arg("pc:result:bad").arg(record).query(&mut conn).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("pc:result:bad")
+            .arg(record)
+            .query(&mut conn)
+            .unwrap();
         let r = b.work("bad", || unreachable!());
-        assert!(matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Codec(_))), "{r:?}");
+        assert!(
+            matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Codec(_))),
+            "{r:?}"
+        );
     });
 }
 
@@ -104,14 +117,20 @@ fn garbage_foreign_and_oversized_records_are_errors_not_panics() {
 
         set(&mut conn, "bad:result:garbage", b"garbage");
         let r = g.work("garbage", f);
-        assert!(matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Malformed(_))), "{r:?}");
+        assert!(
+            matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Malformed(_))),
+            "{r:?}"
+        );
 
         set(&mut conn, "bad:result:short", b"sf");
         assert!(matches!(g.work("short", f), Err(Error::Decode(_))));
 
         set(&mut conn, "bad:result:utf8", b"sf\x01v\xff\xfe");
         let r = g.work("utf8", f);
-        assert!(matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Codec(_))), "{r:?}");
+        assert!(
+            matches!(&r, Err(Error::Decode(e)) if matches!(**e, DecodeError::Codec(_))),
+            "{r:?}"
+        );
         assert!(r.unwrap_err().to_string().contains("does not decode"));
 
         // 1 MiB planted under a 1 KiB limit: refused by size, never sent.
@@ -129,10 +148,18 @@ fn garbage_foreign_and_oversized_records_are_errors_not_panics() {
 
         // Not even a string: Redis refuses the script; the call runs `f`
         // on its own, counted, and does not panic.
-        let _: () = redis::cmd("RPUSH").arg("bad:result:list").arg("x").query(&mut conn).unwrap();
+        let _: () = redis::cmd("RPUSH")
+            .arg("bad:result:list")
+            .arg("x")
+            .query(&mut conn)
+            .unwrap();
         assert_eq!(g.work("list", f).unwrap(), "fresh");
 
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "only the wrong-type key ran f");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "only the wrong-type key ran f"
+        );
         let stats = g.stats();
         assert_eq!(stats.decode_errors, 4, "{stats:?}");
         assert_eq!(stats.degraded, 1, "{stats:?}");
@@ -140,9 +167,15 @@ fn garbage_foreign_and_oversized_records_are_errors_not_panics() {
 
         // A value over the limit is not stored; the next caller runs f.
         let big_value = "y".repeat(2000);
-        assert_eq!(g.work("big-value", || big_value.clone()).unwrap(), big_value);
+        assert_eq!(
+            g.work("big-value", || big_value.clone()).unwrap(),
+            big_value
+        );
         assert_eq!(g.stats().encode_errors, 1);
-        let exists: i64 = redis::cmd("EXISTS").arg("bad:result:big-value").query(&mut conn).unwrap();
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg("bad:result:big-value")
+            .query(&mut conn)
+            .unwrap();
         assert_eq!(exists, 0);
     });
 }
@@ -153,12 +186,27 @@ fn keys_never_collide_across_kinds_or_namespaces() {
         let server = RedisServer::start();
         let a: RedisGroup<String> = group(&server, "a").codec(RawCodec).build().unwrap();
         let a_b: RedisGroup<String> = group(&server, "a.b").codec(RawCodec).build().unwrap();
-        let keys = ["x", "lease:x", "result:x", "done", ":", "", "a:result:x", "\u{0}\n*?[]{}"];
+        let keys = [
+            "x",
+            "lease:x",
+            "result:x",
+            "done",
+            ":",
+            "",
+            "a:result:x",
+            "\u{0}\n*?[]{}",
+        ];
         for key in keys {
-            assert_eq!(a.work(key, || format!("a/{key}")).unwrap(), format!("a/{key}"));
+            assert_eq!(
+                a.work(key, || format!("a/{key}")).unwrap(),
+                format!("a/{key}")
+            );
         }
         for key in keys {
-            assert_eq!(a_b.work(key, || format!("ab/{key}")).unwrap(), format!("ab/{key}"));
+            assert_eq!(
+                a_b.work(key, || format!("ab/{key}")).unwrap(),
+                format!("ab/{key}")
+            );
             // Read back from Redis (within result_ttl), never another's.
             assert_eq!(a.work(key, || unreachable!()).unwrap(), format!("a/{key}"));
         }
@@ -200,7 +248,10 @@ fn a_leaders_error_reaches_other_processes_as_a_record() {
                 b.try_work("k", || Ok::<_, String>("b ran".to_string()))
             },
         );
-        assert!(matches!(&led, Err(Error::Failed(e)) if **e == "backend down"), "{led:?}");
+        assert!(
+            matches!(&led, Err(Error::Failed(e)) if **e == "backend down"),
+            "{led:?}"
+        );
         match &waited {
             Err(Error::Remote(e)) => assert_eq!(e.message(), "backend down"),
             other => panic!("b should get a's error: {other:?}"),
@@ -208,7 +259,10 @@ fn a_leaders_error_reaches_other_processes_as_a_record() {
         assert_eq!(b.stats().remote_errors, 1);
         // The error record is short-lived: after error_ttl, b runs again.
         thread::sleep(Duration::from_millis(300));
-        assert_eq!(b.try_work("k", || Ok::<_, String>("b ran".into())).unwrap(), "b ran");
+        assert_eq!(
+            b.try_work("k", || Ok::<_, String>("b ran".into())).unwrap(),
+            "b ran"
+        );
     });
 }
 
@@ -254,7 +308,11 @@ fn with_error_ttl_zero_a_waiter_takes_over_instead() {
 fn a_leaders_panic_unwinds_there_and_reaches_others_as_panicked() {
     watchdog(LIMIT, || {
         let server = RedisServer::start();
-        let a: RedisGroup<String> = group(&server, "pan").name("users").codec(RawCodec).build().unwrap();
+        let a: RedisGroup<String> = group(&server, "pan")
+            .name("users")
+            .codec(RawCodec)
+            .build()
+            .unwrap();
         let b: RedisGroup<String> = group(&server, "pan").codec(RawCodec).build().unwrap();
         let started = Barrier::new(2);
         let (led, waited) = while_b_waits(
@@ -320,7 +378,8 @@ fn the_lease_is_renewed_while_f_runs_past_it() {
 fn threads_of_one_process_send_one_request_per_key() {
     watchdog(LIMIT, || {
         let server = RedisServer::start();
-        let g: Arc<RedisGroup<String>> = Arc::new(group(&server, "local").codec(RawCodec).build().unwrap());
+        let g: Arc<RedisGroup<String>> =
+            Arc::new(group(&server, "local").codec(RawCodec).build().unwrap());
         let runs = Arc::new(AtomicUsize::new(0));
         let all = Arc::new(Barrier::new(16));
         let threads: Vec<_> = (0..16)
@@ -353,16 +412,44 @@ fn bad_settings_are_refused_by_name() {
         Err(BuildError::Setting { setting, .. }) => setting,
         other => panic!("{other:?}"),
     };
-    let base = || RedisGroup::<String>::builder().url("redis://127.0.0.1/").codec(RawCodec);
-    assert_eq!(setting(RedisGroup::<String>::builder().codec(RawCodec).build()), "url");
-    assert_eq!(setting(RedisGroup::<String>::builder().url("redis://x/").build()), "codec");
+    let base = || {
+        RedisGroup::<String>::builder()
+            .url("redis://127.0.0.1/")
+            .codec(RawCodec)
+    };
+    assert_eq!(
+        setting(RedisGroup::<String>::builder().codec(RawCodec).build()),
+        "url"
+    );
+    assert_eq!(
+        setting(RedisGroup::<String>::builder().url("redis://x/").build()),
+        "codec"
+    );
     assert_eq!(setting(base().namespace("a:b").build()), "namespace");
-    assert_eq!(setting(base().lease(Duration::from_millis(5)).build()), "lease");
-    assert_eq!(setting(base().op_timeout(Duration::from_secs(20)).build()), "op_timeout");
-    assert_eq!(setting(base().result_ttl(Duration::ZERO).build()), "result_ttl");
-    assert_eq!(setting(base().wait_timeout(Duration::ZERO).build()), "wait_timeout");
-    assert_eq!(setting(base().max_record_bytes(3).build()), "max_record_bytes");
-    let r = RedisGroup::<String>::builder().url("not a url").codec(RawCodec).build();
+    assert_eq!(
+        setting(base().lease(Duration::from_millis(5)).build()),
+        "lease"
+    );
+    assert_eq!(
+        setting(base().op_timeout(Duration::from_secs(20)).build()),
+        "op_timeout"
+    );
+    assert_eq!(
+        setting(base().result_ttl(Duration::ZERO).build()),
+        "result_ttl"
+    );
+    assert_eq!(
+        setting(base().wait_timeout(Duration::ZERO).build()),
+        "wait_timeout"
+    );
+    assert_eq!(
+        setting(base().max_record_bytes(3).build()),
+        "max_record_bytes"
+    );
+    let r = RedisGroup::<String>::builder()
+        .url("not a url")
+        .codec(RawCodec)
+        .build();
     assert!(matches!(r, Err(BuildError::Url(_))), "{r:?}");
     // The codec contract the group relies on.
     assert!(Codec::<String>::decode(&RawCodec, b"\xc3").is_err());

@@ -207,7 +207,12 @@ impl<V> RedisGroupBuilder<V> {
     /// cannot start.
     pub fn build(self) -> Result<RedisGroup<V>, BuildError> {
         let client = match self.client {
-            None => return Err(BuildError::setting("url", "no Redis given: call url() or client()")),
+            None => {
+                return Err(BuildError::setting(
+                    "url",
+                    "no Redis given: call url() or client()",
+                ))
+            }
             Some(Err(e)) => return Err(BuildError::Url(e)),
             Some(Ok(client)) => client,
         };
@@ -219,7 +224,10 @@ impl<V> RedisGroupBuilder<V> {
             return Err(BuildError::setting("lease", "must be at least 30 ms"));
         }
         if self.op_timeout.is_zero() || self.op_timeout >= self.lease {
-            return Err(BuildError::setting("op_timeout", "must be above zero and below the lease"));
+            return Err(BuildError::setting(
+                "op_timeout",
+                "must be above zero and below the lease",
+            ));
         }
         if self.result_ttl < Duration::from_millis(1) {
             return Err(BuildError::setting("result_ttl", "must be at least 1 ms"));
@@ -228,7 +236,10 @@ impl<V> RedisGroupBuilder<V> {
             return Err(BuildError::setting("wait_timeout", "must be above zero"));
         }
         if self.max_record_bytes < 4 {
-            return Err(BuildError::setting("max_record_bytes", "must be at least 4"));
+            return Err(BuildError::setting(
+                "max_record_bytes",
+                "must be at least 4",
+            ));
         }
         let names = Names::new(&self.namespace);
         let link = Link::new(client, names, self.op_timeout, self.retry_after);
@@ -243,14 +254,21 @@ impl<V> RedisGroupBuilder<V> {
         };
         let fleet = Shared::new(Fleet::new(link, settings));
         let weak = Shared::downgrade(&fleet);
-        sync::spawn_thread("sf-redis-subscriber".into(), Box::new(move || fleet::subscriber(weak)))
-            .map_err(BuildError::Spawn)?;
+        sync::spawn_thread(
+            "sf-redis-subscriber".into(),
+            Box::new(move || fleet::subscriber(weak)),
+        )
+        .map_err(BuildError::Spawn)?;
         let strong = fleet.clone();
-        if let Err(e) = sync::spawn_thread("sf-redis-renewer".into(), Box::new(move || fleet::renewer(strong))) {
+        if let Err(e) = sync::spawn_thread(
+            "sf-redis-renewer".into(),
+            Box::new(move || fleet::renewer(strong)),
+        ) {
             fleet.close();
             return Err(BuildError::Spawn(e));
         }
-        let mut local = Group::builder().error_if(|outcome: &super::group::Outcome<V>| outcome.is_err());
+        let mut local =
+            Group::builder().error_if(|outcome: &super::group::Outcome<V>| outcome.is_err());
         if let Some(name) = self.name {
             local = local.name(name);
         }

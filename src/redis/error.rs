@@ -62,7 +62,9 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Error::Remote(e) => fmt::Display::fmt(e, f),
             Error::Panicked(e) => fmt::Display::fmt(e, f),
             Error::Redis(e) => write!(f, "redis: {e}"),
-            Error::Timeout => f.write_str("the leader in another process held the key past wait_timeout"),
+            Error::Timeout => {
+                f.write_str("the leader in another process held the key past wait_timeout")
+            }
             Error::Decode(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -134,7 +136,9 @@ impl fmt::Display for DecodeError {
                 f,
                 "the flight's record in redis is {size} bytes, over max_record_bytes ({limit})"
             ),
-            DecodeError::Malformed(why) => write!(f, "the flight's record in redis is malformed: {why}"),
+            DecodeError::Malformed(why) => {
+                write!(f, "the flight's record in redis is malformed: {why}")
+            }
             DecodeError::Codec(e) => write!(f, "the flight's value in redis does not decode: {e}"),
         }
     }

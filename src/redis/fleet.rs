@@ -87,7 +87,10 @@ pub(crate) struct WaitGuard<'a> {
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         let mut waiters = self.fleet.waiters.lock();
-        if waiters.get(self.key).is_some_and(|w| Shared::ptr_eq(w, &self.waiter)) {
+        if waiters
+            .get(self.key)
+            .is_some_and(|w| Shared::ptr_eq(w, &self.waiter))
+        {
             waiters.remove(self.key);
         }
     }
@@ -187,7 +190,9 @@ pub(crate) fn subscriber(fleet: std::sync::Weak<Fleet>) {
         };
         let channel = me.link.names.channel.clone();
         let mut pubsub = conn.as_pubsub();
-        if pubsub.subscribe(&channel).is_err() || pubsub.set_read_timeout(Some(SUBSCRIBER_TICK)).is_err() {
+        if pubsub.subscribe(&channel).is_err()
+            || pubsub.set_read_timeout(Some(SUBSCRIBER_TICK)).is_err()
+        {
             bump(&me.link.counters.redis_errors);
             drop(me);
             std::thread::sleep(retry);
@@ -229,7 +234,11 @@ pub(crate) fn renewer(fleet: Shared<Fleet>) {
             continue;
         }
         leases = fleet.renew_now.wait_until(leases, Instant::now() + every);
-        let due: Vec<(String, String)> = leases.held.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+        let due: Vec<(String, String)> = leases
+            .held
+            .iter()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
         drop(leases);
         for (key, token) in due {
             if let Ok(false) = fleet.link.renew(&key, &token, fleet.settings.lease) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::codec::Codec;
 use super::error::{DecodeError, Error, RemoteError};
 use super::fleet::{Fleet, UNSUBSCRIBED_POLL};
-use super::link::Joined;
+use super::link::{down, Joined};
 use super::record::{cut, new_token, Record};
 use super::stats::{bump, RedisStats};
 use crate::error::LeaderPanicked;
@@ -220,14 +220,16 @@ impl<V: Clone> RedisGroup<V> {
         let counters = &fleet.link.counters;
         if fleet.link.is_down() {
             bump(&counters.degraded);
-            return self.alone(f, payload, None);
+            return self.alone(f, payload, Some(down()));
         }
         let token = new_token();
         let waiting = fleet.register(key);
         let deadline = Instant::now() + settings.wait_timeout;
         let mut waited = false;
         loop {
-            let joined = fleet.link.join(key, &token, settings.lease, settings.max_record_bytes);
+            let joined = fleet
+                .link
+                .join(key, &token, settings.lease, settings.max_record_bytes);
             match joined {
                 Err(e) => {
                     bump(&counters.degraded);
@@ -237,7 +239,10 @@ impl<V: Clone> RedisGroup<V> {
                 Ok(Joined::TooLarge(size)) => {
                     bump(&counters.decode_errors);
                     let limit = settings.max_record_bytes;
-                    return Err(Error::Decode(Shared::new(DecodeError::TooLarge { size, limit })));
+                    return Err(Error::Decode(Shared::new(DecodeError::TooLarge {
+                        size,
+                        limit,
+                    })));
                 }
                 Ok(Joined::Leader) => {
                     drop(waiting);
@@ -273,7 +278,12 @@ impl<V: Clone> RedisGroup<V> {
 
     /// Runs `f` here, without Redis (or, in strict mode after a Redis
     /// failure, not at all).
-    fn alone<E, F>(&self, f: F, payload: &mut Option<Payload>, failure: Option<redis::RedisError>) -> Outcome<V>
+    fn alone<E, F>(
+        &self,
+        f: F,
+        payload: &mut Option<Payload>,
+        failure: Option<redis::RedisError>,
+    ) -> Outcome<V>
     where
         F: FnOnce() -> Result<V, E>,
         E: fmt::Display + Send + Sync + 'static,
@@ -355,7 +365,8 @@ impl<V: Clone> RedisGroup<V> {
             }
             Ok(Record::Panic(message)) => {
                 bump(&counters.remote_errors);
-                let cause = LeaderPanicked::from_payload(&message.to_owned(), self.fleet.settings.name);
+                let cause =
+                    LeaderPanicked::from_payload(&message.to_owned(), self.fleet.settings.name);
                 return Err(Error::Panicked(cause));
             }
             Err(e) => Err(e),

@@ -127,7 +127,9 @@ impl Link {
     }
 
     pub(crate) fn mark_down(&self) {
-        let until = self.now_nanos().saturating_add(self.retry_after.as_nanos() as u64);
+        let until = self
+            .now_nanos()
+            .saturating_add(self.retry_after.as_nanos() as u64);
         self.down_until.fetch_max(until, Ordering::Relaxed);
     }
 
@@ -143,12 +145,12 @@ impl Link {
     /// failure is counted; one that breaks the connection marks Redis down
     /// for `retry_after`, so the calls behind it do not each wait out a
     /// timeout.
-    pub(crate) fn run<T>(&self, op: impl FnOnce(&mut Connection) -> RedisResult<T>) -> RedisResult<T> {
+    pub(crate) fn run<T>(
+        &self,
+        op: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
         if self.is_down() {
-            return Err(RedisError::from((
-                redis::ErrorKind::Io,
-                "redis counted as down after a recent failure (retry_after)",
-            )));
+            return Err(down());
         }
         let pooled = self.pool.lock().pop();
         let mut conn = match pooled {
@@ -180,7 +182,13 @@ impl Link {
         e
     }
 
-    pub(crate) fn join(&self, key: &str, token: &str, lease: Duration, max_bytes: usize) -> RedisResult<Joined> {
+    pub(crate) fn join(
+        &self,
+        key: &str,
+        token: &str,
+        lease: Duration,
+        max_bytes: usize,
+    ) -> RedisResult<Joined> {
         let value: Value = self.run(|c| {
             self.join
                 .key(self.names.result(key))
@@ -207,7 +215,13 @@ impl Link {
 
     /// Stores `record` for `ttl` (none when `ttl` is zero), releases the
     /// lease and publishes the key.
-    pub(crate) fn complete(&self, key: &str, token: &str, record: &[u8], ttl: Duration) -> RedisResult<()> {
+    pub(crate) fn complete(
+        &self,
+        key: &str,
+        token: &str,
+        record: &[u8],
+        ttl: Duration,
+    ) -> RedisResult<()> {
         self.run(|c| {
             self.complete
                 .key(self.names.result(key))
@@ -233,6 +247,14 @@ pub(crate) fn millis(d: Duration) -> u64 {
     }
 }
 
+/// The error of an operation skipped because Redis counts as down.
+pub(crate) fn down() -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::Io,
+        "redis counted as down after a recent failure (see retry_after)",
+    ))
+}
+
 fn unexpected(what: &'static str) -> RedisError {
     RedisError::from((redis::ErrorKind::UnexpectedReturnType, what))
 }
@@ -250,7 +272,9 @@ fn parse_joined(value: Value) -> RedisResult<Joined> {
         (1, Some(Value::BulkString(bytes))) => Ok(Joined::Record(bytes)),
         (2, Some(Value::Int(size))) => Ok(Joined::TooLarge(size.max(0) as u64)),
         (3, None) => Ok(Joined::Leader),
-        (4, Some(Value::Int(ms))) if ms > 0 => Ok(Joined::Wait(Some(Duration::from_millis(ms as u64)))),
+        (4, Some(Value::Int(ms))) if ms > 0 => {
+            Ok(Joined::Wait(Some(Duration::from_millis(ms as u64))))
+        }
         (4, Some(Value::Int(_))) => Ok(Joined::Wait(None)),
         _ => Err(unexpected("the join script answered with an unknown shape")),
     }

@@ -53,7 +53,10 @@ impl Names {
 /// Refuses a namespace that would make key names ambiguous or unreadable.
 pub(crate) fn check_namespace(namespace: &str) -> Result<(), String> {
     if namespace.is_empty() || namespace.len() > 64 {
-        return Err(format!("must be 1 to 64 bytes long, is {}", namespace.len()));
+        return Err(format!(
+            "must be 1 to 64 bytes long, is {}",
+            namespace.len()
+        ));
     }
     match namespace
         .chars()
@@ -78,7 +81,11 @@ pub(crate) fn new_token() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let input = (nanos, std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let input = (
+        nanos,
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+    );
     format!("{:016x}{:016x}", a.hash_one(input), b.hash_one(input))
 }
 
@@ -113,9 +120,12 @@ impl Record<'_> {
             return Err(DecodeError::Malformed("shorter than its header"));
         };
         if head[..MAGIC.len()] != MAGIC {
-            return Err(DecodeError::Malformed("not a singleflight-sync record (version 1)"));
+            return Err(DecodeError::Malformed(
+                "not a singleflight-sync record (version 1)",
+            ));
         }
-        let text = || std::str::from_utf8(body).map_err(|_| DecodeError::Malformed("message not UTF-8"));
+        let text =
+            || std::str::from_utf8(body).map_err(|_| DecodeError::Malformed("message not UTF-8"));
         match head[MAGIC.len()] {
             b'v' => Ok(Record::Value(body)),
             b'e' => Ok(Record::Error(text()?)),
@@ -143,10 +153,22 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_garbage_is_refused() {
-        for record in [Record::Value(b"\x00\xff"), Record::Error("boom"), Record::Panic("")] {
+        for record in [
+            Record::Value(b"\x00\xff"),
+            Record::Error("boom"),
+            Record::Panic(""),
+        ] {
             assert_eq!(Record::decode(&record.encode()).unwrap(), record);
         }
-        for bad in [&b""[..], b"sf", b"sf\x01", b"xx\x01v", b"sf\x02v", b"sf\x01z", b"sf\x01e\xff"] {
+        for bad in [
+            &b""[..],
+            b"sf",
+            b"sf\x01",
+            b"xx\x01v",
+            b"sf\x02v",
+            b"sf\x01z",
+            b"sf\x01e\xff",
+        ] {
             assert!(Record::decode(bad).is_err(), "{bad:?}");
         }
     }

@@ -92,7 +92,8 @@ impl RedisServer {
     }
 
     fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
-        let c = redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?;
+        let c =
+            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))?;
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(c)
     }
@@ -143,7 +144,10 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused server would ignore nothing, but be sure it dies.
-            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -161,7 +165,10 @@ pub fn count(conn: &mut redis::Connection, key: &str) -> i64 {
 }
 
 pub fn incr(conn: &mut redis::Connection, key: &str) -> i64 {
-    redis::cmd("INCR").arg(key).query(conn).expect("INCR a counter")
+    redis::cmd("INCR")
+        .arg(key)
+        .query(conn)
+        .expect("INCR a counter")
 }
 
 /// Aborts the whole test process if it is still running after `limit`:
