@@ -17,7 +17,6 @@
 #[path = "stampede.rs"]
 mod stampede;
 
-#[allow(dead_code)]
 #[path = "../tests/redis_support/mod.rs"]
 mod redis_support;
 
