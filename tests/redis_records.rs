@@ -454,3 +454,68 @@ fn bad_settings_are_refused_by_name() {
     // The codec contract the group relies on.
     assert!(Codec::<String>::decode(&RawCodec, b"\xc3").is_err());
 }
+
+#[test]
+fn an_acl_user_in_the_url_logs_in_and_a_wrong_password_degrades() {
+    watchdog(LIMIT, || {
+        // `default` off: nothing works without logging in. `app` may touch
+        // only the `acl` namespace's keys and channel.
+        let server = RedisServer::start_with(&[
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "admin",
+            "on",
+            ">admin-pw",
+            "~*",
+            "&*",
+            "+@all",
+            "--user",
+            "app",
+            "on",
+            ">app-pw",
+            "~acl:*",
+            "&acl:*",
+            "+@all",
+        ]);
+        let with = |creds: &str, strict: bool| -> RedisGroup<String> {
+            RedisGroup::builder()
+                .url(&format!("{}?{creds}", server.url()))
+                .namespace("acl")
+                .lease(Duration::from_millis(600))
+                .result_ttl(Duration::from_secs(5))
+                .op_timeout(Duration::from_millis(500))
+                .strict(strict)
+                .codec(RawCodec)
+                .build()
+                .unwrap()
+        };
+        let app = with("user=app&pass=app-pw", false);
+        let again = with("user=app&pass=app-pw", false);
+        assert_eq!(app.work("k", || "v".to_string()).unwrap(), "v");
+        assert_eq!(again.work("k", || unreachable!()).unwrap(), "v");
+        assert_eq!((app.stats().led, again.stats().remote_values), (1, 1));
+        assert_eq!(app.stats().degraded, 0);
+
+        let wrong = with("user=app&pass=nope", false);
+        assert_eq!(wrong.work("k2", || "mine".to_string()).unwrap(), "mine");
+        assert_eq!(wrong.stats().degraded, 1);
+        let strict = with("user=app&pass=nope", true);
+        let r = strict.work("k3", || unreachable!());
+        assert!(
+            matches!(&r, Err(Error::Redis(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed),
+            "{r:?}"
+        );
+        // Another namespace is outside app's keys: refused by Redis, so
+        // the call runs alone, counted.
+        let outside: RedisGroup<String> = RedisGroup::builder()
+            .url(&format!("{}?user=app&pass=app-pw", server.url()))
+            .namespace("other")
+            .codec(RawCodec)
+            .build()
+            .unwrap();
+        assert_eq!(outside.work("k", || "alone".to_string()).unwrap(), "alone");
+        assert_eq!(outside.stats().degraded, 1);
+    });
+}
