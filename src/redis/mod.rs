@@ -18,6 +18,14 @@
 //! [`namespace`](RedisGroupBuilder::namespace)); credentials and TLS go in
 //! the URL (see [`RedisGroupBuilder`]). Lease tokens are random but not
 //! cryptographic: they tell leaders apart, they do not authenticate them.
+//! A message on the namespace's channel only wakes a waiter, which then
+//! reads Redis again, so a forged one costs a read, never a wrong value;
+//! the redis crate reads each message whole (Redis's own
+//! `client-output-buffer-limit pubsub`, 32 MiB by default, bounds what it
+//! will send one subscriber). Anyone who can write to the namespace's keys
+//! can still plant a well-formed value: keep untrusted writers out with
+//! Redis ACLs (a user restricted to `~<namespace>:*` and `&<namespace>:*`
+//! needs nothing more).
 //!
 //! Its files run one way: the codec and errors; key names, tokens and
 //! records; the counters; the link to Redis (pool, breaker, scripts); the
