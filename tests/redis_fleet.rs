@@ -106,8 +106,8 @@ fn worker_entry() {
     });
     let s = group.stats();
     println!(
-        "SFR ok={ok} bad={bad} led={} took_over={} remote_values={} degraded={}",
-        s.led, s.took_over, s.remote_values, s.degraded
+        "SFR ok={ok} bad={bad} led={} took_over={} remote_values={} degraded={} leases_lost={}",
+        s.led, s.took_over, s.remote_values, s.degraded, s.leases_lost
     );
 }
 
@@ -295,4 +295,67 @@ fn a_killed_leader_is_taken_over_after_its_lease() {
     assert_eq!(total(&reports, "took_over"), 1);
     assert_eq!(total(&reports, "remote_values"), 1);
     assert!(took < Duration::from_secs(10), "takeover took {took:?}");
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_is_duplicated_and_nobody_is_lost() {
+    abort_after(Duration::from_secs(120), "a_leader_paused_past_its_lease");
+    let server = RedisServer::start();
+    let mut conn = server.conn();
+    let lease_ms = 600;
+    let slow = Settings {
+        ns: "pause",
+        mode: "flights",
+        threads: 1,
+        keys: 1,
+        sleep_ms: 3000,
+        lease_ms,
+        start_ms: 0,
+    };
+    let leader = spawn_worker(&server, &slow);
+    let start = Instant::now();
+    while count(&mut conn, "runs:key-0") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the leader never started f"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The leader stops (a GC pause, a stalled VM) for more than two leases.
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(leader.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let join = Settings {
+        mode: "join",
+        threads: 4,
+        sleep_ms: 50,
+        ..slow
+    };
+    let follower = spawn_worker(&server, &join);
+    let report = follower.finish(Duration::from_secs(30));
+    signal("-CONT");
+    assert_eq!(report["ok"], 4, "the follower's callers got a value");
+    assert_eq!(
+        report["took_over"], 1,
+        "the follower took the expired lease"
+    );
+    let report = leader.finish(Duration::from_secs(30));
+    assert_eq!(
+        (report["ok"], report["bad"]),
+        (1, 0),
+        "the paused leader's caller got its value"
+    );
+    assert_eq!(report["led"], 1);
+    assert!(
+        report["leases_lost"] >= 1,
+        "the leader saw its lease was gone: {report:?}"
+    );
+    // A duplicate, as documented: the lease is advisory.
+    assert_eq!(count(&mut conn, "runs:key-0"), 2);
 }
