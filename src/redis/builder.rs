@@ -7,11 +7,17 @@ use std::time::Duration;
 use super::codec::Codec;
 use super::error::BuildError;
 use super::fleet::{self, Fleet, Settings};
+use super::group::Outcome;
 use super::group::RedisGroup;
 use super::link::Link;
 use super::record::{check_namespace, Names};
-use crate::group::Group;
+use crate::group::{Group, GroupBuilder};
+use crate::metrics::Metrics;
 use crate::sync::{self, Shared};
+
+/// Hands the caller's observer to the local group's builder.
+type WithMetrics<V> =
+    Box<dyn FnOnce(GroupBuilder<String, Outcome<V>>) -> GroupBuilder<String, Outcome<V>>>;
 
 impl<V> RedisGroup<V> {
     /// Starts a [`RedisGroupBuilder`]; `url` (or `client`) and `codec` are
@@ -34,6 +40,7 @@ impl<V> RedisGroup<V> {
             strict: false,
             name: None,
             codec: None,
+            metrics: None,
         }
     }
 }
@@ -86,6 +93,7 @@ pub struct RedisGroupBuilder<V> {
     strict: bool,
     name: Option<&'static str>,
     codec: Option<Box<dyn Codec<V>>>,
+    metrics: Option<WithMetrics<V>>,
 }
 
 impl<V> RedisGroupBuilder<V> {
@@ -188,6 +196,49 @@ impl<V> RedisGroupBuilder<V> {
         self
     }
 
+    /// A [`Metrics`] observer for the group's local flights (one per key
+    /// per process, however it was answered: led, read from Redis, or run
+    /// alone); a flight that ended in an error reports
+    /// [`Outcome::Error`](crate::Outcome::Error). The fleet's own counters
+    /// (degraded calls, takeovers, ...) are in
+    /// [`RedisGroup::stats`](super::RedisGroup::stats).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::redis::{RawCodec, RedisGroup};
+    /// use singleflight_sync::{FlightEnd, Metrics};
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// #[derive(Debug, Default)]
+    /// struct Flights(AtomicUsize);
+    /// impl Metrics for Flights {
+    ///     fn flight_ended(&self, _group: Option<&'static str>, _flight: &FlightEnd) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    ///
+    /// let flights = Arc::new(Flights::default());
+    /// // No Redis listens there: the call runs alone, and is observed.
+    /// let group: RedisGroup<String> = RedisGroup::builder()
+    ///     .url("redis+unix:///nonexistent/redis.sock")
+    ///     .metrics(flights.clone())
+    ///     .codec(RawCodec)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(group.work("k", || "v".to_string()).unwrap(), "v");
+    /// assert_eq!(flights.0.load(Ordering::Relaxed), 1);
+    /// assert_eq!(group.stats().degraded, 1);
+    /// ```
+    pub fn metrics<M: Metrics>(mut self, metrics: std::sync::Arc<M>) -> Self
+    where
+        V: 'static,
+    {
+        self.metrics = Some(Box::new(move |local| local.metrics(metrics)));
+        self
+    }
+
     /// How values become bytes in Redis and back (required).
     pub fn codec(mut self, codec: impl Codec<V> + 'static) -> Self {
         self.codec = Some(Box::new(codec));
@@ -267,10 +318,12 @@ impl<V> RedisGroupBuilder<V> {
             fleet.close();
             return Err(BuildError::Spawn(e));
         }
-        let mut local =
-            Group::builder().error_if(|outcome: &super::group::Outcome<V>| outcome.is_err());
+        let mut local = Group::builder().error_if(|outcome: &Outcome<V>| outcome.is_err());
         if let Some(name) = self.name {
             local = local.name(name);
+        }
+        if let Some(with_metrics) = self.metrics {
+            local = with_metrics(local);
         }
         Ok(RedisGroup {
             local: local.build(),
