@@ -247,7 +247,7 @@ fn a_killed_leader_is_taken_over_after_its_lease() {
     );
     let server = RedisServer::start();
     let mut conn = server.conn();
-    let lease_ms = 600;
+    let lease_ms = 1000;
     let base = Settings {
         ns: "kill",
         mode: "hang",

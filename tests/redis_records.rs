@@ -231,8 +231,16 @@ fn while_b_waits<T: Send, U: Send>(
 fn a_leaders_error_reaches_other_processes_as_a_record() {
     watchdog(LIMIT, || {
         let server = RedisServer::start();
-        let a: RedisGroup<String> = group(&server, "err").codec(RawCodec).build().unwrap();
-        let b: RedisGroup<String> = group(&server, "err").codec(RawCodec).build().unwrap();
+        // An error record for 1 s: b reads it well within that, however
+        // loaded the machine.
+        let build = || -> RedisGroup<String> {
+            group(&server, "err")
+                .error_ttl(Duration::from_secs(1))
+                .codec(RawCodec)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
         let started = Barrier::new(2);
         let (led, waited) = while_b_waits(
             || {
@@ -258,7 +266,7 @@ fn a_leaders_error_reaches_other_processes_as_a_record() {
         }
         assert_eq!(b.stats().remote_errors, 1);
         // The error record is short-lived: after error_ttl, b runs again.
-        thread::sleep(Duration::from_millis(300));
+        thread::sleep(Duration::from_millis(1100));
         assert_eq!(
             b.try_work("k", || Ok::<_, String>("b ran".into())).unwrap(),
             "b ran"
@@ -308,8 +316,10 @@ fn with_error_ttl_zero_a_waiter_takes_over_instead() {
 fn a_leaders_panic_unwinds_there_and_reaches_others_as_panicked() {
     watchdog(LIMIT, || {
         let server = RedisServer::start();
+        // The leader's panic record lives 2 s (the leader's setting).
         let a: RedisGroup<String> = group(&server, "pan")
             .name("users")
+            .error_ttl(Duration::from_secs(2))
             .codec(RawCodec)
             .build()
             .unwrap();
@@ -345,16 +355,23 @@ fn the_lease_is_renewed_while_f_runs_past_it() {
     watchdog(LIMIT, || {
         let server = RedisServer::start();
         let mut conn = server.conn();
-        // 600 ms leases; a's f runs 2 s, so only renewal keeps b waiting.
-        let a: RedisGroup<String> = group(&server, "renew").codec(RawCodec).build().unwrap();
-        let b: RedisGroup<String> = group(&server, "renew").codec(RawCodec).build().unwrap();
+        // 900 ms leases, renewed every 300 ms; a's f runs 2.5 s, so only
+        // renewal keeps b waiting.
+        let build = || -> RedisGroup<String> {
+            group(&server, "renew")
+                .lease(Duration::from_millis(900))
+                .codec(RawCodec)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
         let started = Barrier::new(2);
         let (led, waited) = while_b_waits(
             || {
                 a.work("slow", || {
                     incr(&mut server.conn(), "runs");
                     started.wait();
-                    thread::sleep(Duration::from_secs(2));
+                    thread::sleep(Duration::from_millis(2500));
                     "a's".to_string()
                 })
             },
