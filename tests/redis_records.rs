@@ -536,3 +536,47 @@ fn an_acl_user_in_the_url_logs_in_and_a_wrong_password_degrades() {
         assert_eq!(outside.stats().degraded, 1);
     });
 }
+
+/// A codec that panics instead of returning an error (a bug).
+struct PanickyCodec;
+
+impl Codec<String> for PanickyCodec {
+    fn encode(&self, _: &String) -> Result<Vec<u8>, singleflight_sync::redis::CodecError> {
+        panic!("encode bug")
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, singleflight_sync::redis::CodecError> {
+        Codec::<String>::decode(&RawCodec, bytes)
+    }
+}
+
+#[test]
+fn a_panicking_codec_unwinds_its_caller_and_the_fleet_takes_over() {
+    watchdog(LIMIT, || {
+        let server = RedisServer::start();
+        let a: RedisGroup<String> = group(&server, "codec").codec(PanickyCodec).build().unwrap();
+        let b: RedisGroup<String> = group(&server, "codec").codec(RawCodec).build().unwrap();
+        let started = Barrier::new(2);
+        let (led, waited) = while_b_waits(
+            || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    a.work("k", || {
+                        started.wait();
+                        thread::sleep(Duration::from_millis(100));
+                        "a's".to_string()
+                    })
+                }))
+            },
+            || {
+                started.wait();
+                b.work("k", || "b's".to_string())
+            },
+        );
+        let payload = led.unwrap_err();
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"encode bug"));
+        // a's lease expired (600 ms) and b took over.
+        assert_eq!(waited.unwrap(), "b's");
+        assert_eq!(b.stats().took_over, 1);
+        // Nothing is stuck in a: its next flight of the key reads b's value.
+        assert_eq!(a.work("k", || unreachable!()).unwrap(), "b's");
+    });
+}

@@ -139,9 +139,13 @@ impl<V: Clone> RedisGroup<V> {
     /// # Panics
     ///
     /// If `f` panics, the panic unwinds in this caller (the process's
-    /// leader), after the panic record is stored for the fleet. A
-    /// re-entrant call on `key` from inside its own `f` panics, as
-    /// [`Group::work`] does.
+    /// leader), after the panic record is stored for the fleet; this
+    /// process's followers get [`Error::Panicked`]. A re-entrant call on
+    /// `key` from inside its own `f` panics, as [`Group::work`] does. A
+    /// [`Codec`] that panics (it should return an error instead) unwinds in
+    /// the caller whose call ran it, and this process's followers panic
+    /// with a [`LeaderPanicked`] payload, as a [`Group`]'s do; the lease
+    /// is left to expire, so the other processes take over.
     ///
     /// # Examples
     ///
