@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::link::Link;
 use super::stats::bump;
-use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering, Shared};
+use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering, Shared, SharedWeak};
 
 /// How long the subscriber blocks on a read before it checks that its
 /// group is still alive.
@@ -175,7 +175,7 @@ impl Fleet {
 
 /// The subscriber thread: one connection subscribed to the namespace's
 /// channel, reconnecting after a failure, while the group lives.
-pub(crate) fn subscriber(fleet: std::sync::Weak<Fleet>) {
+pub(crate) fn subscriber(fleet: SharedWeak<Fleet>) {
     loop {
         let Some(me) = fleet.upgrade() else { return };
         let retry = me.link.op_timeout.max(UNSUBSCRIBED_POLL);

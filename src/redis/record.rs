@@ -16,7 +16,7 @@ use std::hash::BuildHasher;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::DecodeError;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Once, Ordering};
 
 const MAGIC: [u8; 3] = [b's', b'f', 1];
 /// Error and panic messages are cut to this many bytes before they are
@@ -76,7 +76,7 @@ pub(crate) fn check_namespace(namespace: &str) -> Result<(), String> {
 /// (whoever can write to Redis can delete any lease anyway).
 pub(crate) fn new_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEEDS: std::sync::OnceLock<(RandomState, RandomState)> = std::sync::OnceLock::new();
+    static SEEDS: Once<(RandomState, RandomState)> = Once::new();
     let (a, b) = SEEDS.get_or_init(|| (RandomState::new(), RandomState::new()));
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
