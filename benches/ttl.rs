@@ -299,7 +299,10 @@ fn boundary_run(mode: Mode) -> Boundary {
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     let v = match mode {
-                        Mode::RefreshDetached => cache.get_or_load_detached(&HOT, load.clone()),
+                        Mode::RefreshDetached => {
+                            let load = load.clone();
+                            cache.get_or_load_detached(&HOT, move |_| load())
+                        }
                         _ => cache.get_or_load(&HOT, load.clone()),
                     };
                     let took = t.elapsed();

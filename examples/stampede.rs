@@ -11,10 +11,17 @@
 //!   requests that come after it, until its TTL ends;
 //! - `swr`: `TtlCache::get_or_load_detached` with `refresh_after`
 //!   (stale-while-revalidate); an entry is refreshed in the background before
-//!   it expires, and nobody waits for the refresh.
+//!   it expires, and nobody waits for the refresh;
+//! - `fail-safe`: the same with `fail_safe`: when a load fails, the expired
+//!   value answers instead, and the backend is tried again after a throttle.
 //!
-//! Then one table: requests served, backend calls, calls saved, the
-//! backend's peak concurrency, latency percentiles and throughput.
+//! Then one table: requests served, errors returned, backend calls, calls
+//! saved, the backend's peak concurrency, latency percentiles and throughput.
+//!
+//! `--outage-ms N` takes the backend down for N ms, a third of the way into
+//! each mode: every call then fails (after its latency). `--plot FILE.svg`
+//! draws, per 50 ms, the backend calls in flight and the errors returned, one
+//! line per mode.
 //!
 //! Run: `cargo run --release --example stampede` (`-- --help` for the flags).
 //! The key sequence each worker draws is fixed by `--seed`; the counts that
@@ -56,6 +63,12 @@ pub struct Config {
     pub refresh_after: Duration,
     /// Fixes the key sequence each worker draws.
     pub seed: u64,
+    /// How long the backend is down, starting a third of the way into each
+    /// mode (none: never).
+    pub outage: Option<Duration>,
+    /// The `fail-safe` mode's throttle: a key's backend is tried at most once
+    /// per this long while it fails.
+    pub throttle: Duration,
 }
 
 impl Default for Config {
@@ -69,6 +82,8 @@ impl Default for Config {
             ttl: Duration::from_secs(1),
             refresh_after: Duration::from_millis(750),
             seed: 42,
+            outage: None,
+            throttle: Duration::from_millis(250),
         }
     }
 }
@@ -84,6 +99,9 @@ impl Config {
         }
         if self.duration.is_zero() || self.ttl.is_zero() {
             return Err("the duration and the TTL must be above zero".into());
+        }
+        if self.throttle.is_zero() {
+            return Err("the fail-safe throttle must be above zero".into());
         }
         if self.refresh_after.is_zero() || self.refresh_after >= self.ttl {
             return Err(format!(
@@ -106,11 +124,19 @@ pub enum Mode {
     Cache,
     /// `TtlCache::get_or_load_detached` with `refresh_after`.
     Swr,
+    /// The same with `fail_safe`.
+    FailSafe,
 }
 
 impl Mode {
     /// Every mode, in the order the example runs them.
-    pub const ALL: [Mode; 4] = [Mode::None, Mode::Group, Mode::Cache, Mode::Swr];
+    pub const ALL: [Mode; 5] = [
+        Mode::None,
+        Mode::Group,
+        Mode::Cache,
+        Mode::Swr,
+        Mode::FailSafe,
+    ];
 
     /// The mode's name in the table.
     pub fn label(self) -> &'static str {
@@ -119,40 +145,73 @@ impl Mode {
             Mode::Group => "Group::work",
             Mode::Cache => "TtlCache",
             Mode::Swr => "TtlCache + SWR",
+            Mode::FailSafe => "+ fail-safe",
         }
     }
 }
 
-/// The slow thing everyone wants: counts its calls and its peak concurrency.
+/// The slow thing everyone wants: counts its calls and its peak concurrency,
+/// overall and per 50 ms of its [`Timeline`], and fails during its outage.
 #[derive(Debug)]
 pub struct Backend {
     latency: Duration,
     calls: AtomicU64,
     running: AtomicUsize,
     peak: AtomicUsize,
+    /// When the backend is down, if ever.
+    outage: Option<(Instant, Instant)>,
+    timeline: Timeline,
 }
 
 impl Backend {
     /// A backend whose every call takes `latency`.
     pub fn new(latency: Duration) -> Self {
+        Backend::with_outage(latency, None, Timeline::new(Instant::now(), Duration::ZERO))
+    }
+
+    /// A backend that fails every call that starts within `outage`, and
+    /// records its concurrency on `timeline`.
+    pub fn with_outage(
+        latency: Duration,
+        outage: Option<(Instant, Instant)>,
+        timeline: Timeline,
+    ) -> Self {
         Backend {
             latency,
             calls: AtomicU64::new(0),
             running: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            outage,
+            timeline,
         }
     }
 
     /// Sleeps the latency and answers [`value_of`]`(key)`.
-    pub fn fetch(&self, key: u64) -> u64 {
+    ///
+    /// # Errors
+    ///
+    /// During the outage, after the same latency.
+    pub fn fetch(&self, key: u64) -> Result<u64, String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let begin = Instant::now();
         // Read-modify-writes of one atomic are totally ordered even when
         // relaxed, so `now` is the exact number running after this one began.
         let now = self.running.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(now, Ordering::Relaxed);
+        self.timeline.in_flight(begin, now as u64);
         thread::sleep(self.latency);
         self.running.fetch_sub(1, Ordering::Relaxed);
-        value_of(key)
+        match self.outage {
+            Some((from, until)) if (from..until).contains(&begin) => {
+                Err(format!("backend down ({key})"))
+            }
+            _ => Ok(value_of(key)),
+        }
+    }
+
+    /// The backend's timeline.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
     }
 
     /// Calls made so far.
@@ -169,6 +228,56 @@ impl Backend {
 /// The backend's answer for `key`, so a worker can check what it was served.
 pub fn value_of(key: u64) -> u64 {
     key.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED
+}
+
+/// What a mode did per 50 ms: the most backend calls in flight and the
+/// errors returned to callers.
+#[derive(Debug)]
+pub struct Timeline {
+    start: Instant,
+    peak: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+}
+
+/// The [`Timeline`]'s step.
+pub const STEP: Duration = Duration::from_millis(50);
+
+impl Timeline {
+    /// Room for `span` (and a second more, for refreshes that end late).
+    pub fn new(start: Instant, span: Duration) -> Self {
+        let steps = ((span + Duration::from_secs(1)).as_millis() / STEP.as_millis()) as usize + 1;
+        Timeline {
+            start,
+            peak: (0..steps).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..steps).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn step(&self, at: Instant) -> Option<usize> {
+        let i = (at.saturating_duration_since(self.start).as_millis() / STEP.as_millis()) as usize;
+        (i < self.peak.len()).then_some(i)
+    }
+
+    fn in_flight(&self, at: Instant, running: u64) {
+        if let Some(i) = self.step(at) {
+            self.peak[i].fetch_max(running, Ordering::Relaxed);
+        }
+    }
+
+    fn error(&self, at: Instant) {
+        if let Some(i) = self.step(at) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Per step: the most backend calls in flight, and the errors returned.
+    pub fn steps(&self) -> Vec<(u64, u64)> {
+        self.peak
+            .iter()
+            .zip(&self.errors)
+            .map(|(p, e)| (p.load(Ordering::Relaxed), e.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// Draws key `k` in `0..keys` with probability proportional to
@@ -312,6 +421,8 @@ pub struct Report {
     pub issued: u64,
     /// Requests answered with the right value.
     pub served: u64,
+    /// Requests answered with an error (the backend's, during an outage).
+    pub errors: u64,
     /// Calls that reached the backend, background refreshes included.
     pub backend_calls: u64,
     /// The most backend calls running at once.
@@ -320,16 +431,18 @@ pub struct Report {
     pub latency: Histogram,
     /// From the start until the last worker finished its last request.
     pub elapsed: Duration,
+    /// Per 50 ms: the most backend calls in flight, and the errors returned.
+    pub timeline: Vec<(u64, u64)>,
 }
 
 impl Report {
-    /// The share of requests served without a backend call of their own, in
-    /// percent.
+    /// The share of requests answered without a backend call of their own,
+    /// in percent.
     pub fn saved_percent(&self) -> f64 {
-        if self.served == 0 {
+        if self.issued == 0 {
             return 0.0;
         }
-        100.0 * (1.0 - self.backend_calls as f64 / self.served as f64)
+        100.0 * (1.0 - self.backend_calls as f64 / self.issued as f64)
     }
 
     /// Requests served per second.
@@ -349,10 +462,13 @@ pub struct Progress {
     pub backend_calls: u64,
 }
 
+/// The error every caller of a failed flight shares.
+type Failure = Arc<String>;
+
 /// What the workers call, per mode.
 enum Service {
     None,
-    Group(Group<u64, u64>),
+    Group(Group<u64, Result<u64, Failure>>),
     Cache(TtlCache<u64, u64>),
     Swr(TtlCache<u64, u64>),
 }
@@ -373,18 +489,26 @@ impl Service {
                     .build()
                     .expect("checked by Config::check"),
             ),
+            Mode::FailSafe => Service::Swr(
+                cache
+                    .refresh_after(config.refresh_after)
+                    .fail_safe(Duration::from_secs(3600))
+                    .fail_safe_throttle(config.throttle)
+                    .build()
+                    .expect("checked by Config::check"),
+            ),
         }
     }
 
-    fn get(&self, handle: &Arc<Handle>, key: u64) -> u64 {
+    fn get(&self, handle: &Arc<Handle>, key: u64) -> Result<u64, Failure> {
         let backend = &handle.0;
         match self {
-            Service::None => backend.fetch(key),
-            Service::Group(group) => group.work(&key, || backend.fetch(key)),
-            Service::Cache(cache) => cache.get_or_load(&key, || backend.fetch(key)),
+            Service::None => backend.fetch(key).map_err(Arc::new),
+            Service::Group(group) => group.try_work(&key, || backend.fetch(key)),
+            Service::Cache(cache) => cache.try_get_or_load(&key, || backend.fetch(key)),
             Service::Swr(cache) => {
                 let handle = Arc::clone(handle);
-                cache.get_or_load_detached(&key, move || handle.0.fetch(key))
+                cache.try_get_or_load_detached(&key, move |_| handle.0.fetch(key))
             }
         }
     }
@@ -406,6 +530,7 @@ struct LiveCount(AtomicU64);
 struct Tally {
     issued: u64,
     served: u64,
+    errors: u64,
     latency: Histogram,
 }
 
@@ -425,8 +550,13 @@ fn worker(
         tally.issued += 1;
         let value = service.get(&handle, key);
         tally.latency.record(begin.elapsed());
-        if value == value_of(key) {
-            tally.served += 1;
+        match value {
+            Ok(v) if v == value_of(key) => tally.served += 1,
+            Ok(_) => {}
+            Err(_) => {
+                tally.errors += 1;
+                handle.0.timeline().error(Instant::now());
+            }
         }
         live.0.store(tally.served, Ordering::Relaxed);
     }
@@ -451,12 +581,17 @@ pub fn run_mode_watched(config: &Config, mode: Mode, mut watch: impl FnMut(Progr
     if let Err(why) = config.check() {
         panic!("stampede: {why}");
     }
-    let backend = Arc::new(Backend::new(config.latency));
     let zipf = Zipf::new(config.keys, config.zipf);
     let service = Service::new(config, mode);
     let live: Vec<LiveCount> = (0..config.threads).map(|_| LiveCount::default()).collect();
     let start = Instant::now();
     let stop = start + config.duration;
+    let outage = config.outage.map(|d| {
+        let from = start + config.duration / 3;
+        (from, from + d)
+    });
+    let timeline = Timeline::new(start, config.duration);
+    let backend = Arc::new(Backend::with_outage(config.latency, outage, timeline));
     let (tallies, elapsed) = thread::scope(|s| {
         let workers: Vec<_> = (0..config.threads)
             .map(|w| {
@@ -493,10 +628,12 @@ pub fn run_mode_watched(config: &Config, mode: Mode, mut watch: impl FnMut(Progr
         mode,
         issued: tallies.iter().map(|t| t.issued).sum(),
         served: tallies.iter().map(|t| t.served).sum(),
+        errors: tallies.iter().map(|t| t.errors).sum(),
         backend_calls: backend.calls(),
         peak_concurrency: backend.peak(),
         latency,
         elapsed,
+        timeline: backend.timeline().steps(),
     }
 }
 
@@ -536,9 +673,10 @@ pub fn table(reports: &[Report]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14}  {:>10}  {:>13}  {:>11}  {:>12}  {:>8}  {:>8}  {:>8}  {:>10}",
+        "{:<14}  {:>10}  {:>8}  {:>13}  {:>11}  {:>12}  {:>8}  {:>8}  {:>8}  {:>10}",
         "mode",
         "requests",
+        "errors",
         "backend calls",
         "calls saved",
         "peak backend",
@@ -552,9 +690,10 @@ pub fn table(reports: &[Report]) -> String {
         let saved = (r.saved_percent() * 100.0).floor() / 100.0;
         let _ = writeln!(
             out,
-            "{:<14}  {:>10}  {:>13}  {:>10.2}%  {:>12}  {:>8}  {:>8}  {:>8}  {:>10}",
+            "{:<14}  {:>10}  {:>8}  {:>13}  {:>10.2}%  {:>12}  {:>8}  {:>8}  {:>8}  {:>10}",
             r.mode.label(),
-            thousands(r.served),
+            thousands(r.issued),
+            thousands(r.errors),
             thousands(r.backend_calls),
             saved,
             r.peak_concurrency,
@@ -567,10 +706,71 @@ pub fn table(reports: &[Report]) -> String {
     out
 }
 
+/// Draws each report's timeline into an SVG file: backend calls in flight
+/// above, errors returned below, per 50 ms, one line per mode.
+///
+/// # Errors
+///
+/// If the file cannot be written.
+pub fn plot(reports: &[Report], path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(320);
+    let steps = reports.iter().map(|r| r.timeline.len()).max().unwrap_or(1);
+    let secs = steps as f64 * STEP.as_secs_f64();
+    let colors = [RED, BLUE, GREEN, MAGENTA, BLACK, CYAN];
+    let charts = [
+        (top, "backend calls in flight (most per 50 ms)", 0usize),
+        (bottom, "errors returned to callers (per 50 ms)", 1usize),
+    ];
+    for (area, title, which) in charts {
+        let pick = |s: &(u64, u64)| if which == 0 { s.0 } else { s.1 };
+        let high = reports
+            .iter()
+            .flat_map(|r| r.timeline.iter().map(pick))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..secs, 0f64..(high as f64 * 1.1))?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds into the mode")
+            .draw()?;
+        for (i, r) in reports.iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let points = r
+                .timeline
+                .iter()
+                .enumerate()
+                .map(|(n, s)| (n as f64 * STEP.as_secs_f64(), pick(s) as f64));
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(r.mode.label())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 /// Which modes to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
-    /// All four, one after another.
+    /// All five, one after another.
     All,
     /// No coalescing: every request is a backend call.
     None,
@@ -580,12 +780,15 @@ enum Which {
     Cache,
     /// `TtlCache::get_or_load_detached` with `refresh_after`.
     Swr,
+    /// The same with `fail_safe`.
+    FailSafe,
 }
 
-/// A slow backend under a Zipf-distributed load, served four ways: no
-/// coalescing, `Group::work`, `TtlCache::get_or_load`, and `TtlCache` with
-/// stale-while-revalidate. Prints one table of backend calls, latencies and
-/// throughput.
+/// A slow backend under a Zipf-distributed load, served five ways: no
+/// coalescing, `Group::work`, `TtlCache::get_or_load`, `TtlCache` with
+/// stale-while-revalidate, and that with the fail-safe. Prints one table of
+/// errors, backend calls, latencies and throughput; `--outage-ms` takes the
+/// backend down for a while, `--plot` draws what happened.
 #[derive(Debug, Parser)]
 #[command(name = "stampede")]
 struct Cli {
@@ -616,6 +819,16 @@ struct Cli {
     /// Fixes the key sequence each worker draws.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Takes the backend down for this long, a third of the way into each mode.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    outage_ms: Option<u64>,
+    /// The fail-safe mode's throttle, in milliseconds.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    throttle_ms: u64,
+    /// Draws the backend calls in flight and the errors returned per 50 ms,
+    /// one line per mode, into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn parse_zipf(s: &str) -> Result<f64, String> {
@@ -646,6 +859,8 @@ impl Cli {
             ttl,
             refresh_after: self.refresh_ms.map_or(ttl * 3 / 4, Duration::from_millis),
             seed: self.seed,
+            outage: self.outage_ms.map(Duration::from_millis),
+            throttle: Duration::from_millis(self.throttle_ms),
         };
         if let Err(why) = config.check() {
             Cli::command()
@@ -662,6 +877,7 @@ impl Cli {
             Which::Group => vec![Mode::Group],
             Which::Cache => vec![Mode::Cache],
             Which::Swr => vec![Mode::Swr],
+            Which::FailSafe => vec![Mode::FailSafe],
         }
     }
 }
@@ -670,6 +886,14 @@ fn main() {
     let cli = Cli::parse();
     let config = cli.config();
     let modes = cli.modes();
+    if let Some(outage) = config.outage {
+        println!(
+            "the backend is down for {outage:?} from {:?} into each mode; \
+             fail-safe throttle {:?}",
+            config.duration / 3,
+            config.throttle
+        );
+    }
     println!(
         "{} threads, {} keys (Zipf {}), backend latency {:?}, {:?} per mode, \
          ttl {:?}, refresh after {:?}, seed {}",
@@ -708,9 +932,19 @@ fn main() {
     }
     println!();
     print!("{}", table(&reports));
+    if let Some(path) = &cli.plot {
+        match plot(&reports, path) {
+            Ok(()) => println!("\nplot: {}", path.display()),
+            Err(e) => {
+                eprintln!("stampede: cannot draw {}: {e}", path.display());
+                std::process::exit(1);
+            }
+        }
+    }
     println!(
-        "\ncalls saved: requests served without a backend call of their own; \
-         backend calls include background refreshes;\npeak backend: most backend \
+        "\nrequests: answered (with the right value, or an error); errors: answered \
+         with the backend's error;\ncalls saved: requests answered without a backend \
+         call of their own; backend calls include background refreshes;\npeak backend: most backend \
          calls running at once; p50/p99/max: latency of one request"
     );
     let cores = thread::available_parallelism().map_or(1, |n| n.get());

@@ -206,3 +206,87 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Why fallible work gave a caller no value, in one type: the work's own
+/// error (shared by every caller of the flight, so it needs no `Clone`), or
+/// why the flight itself gave none. Returned by
+/// [`Group::try_work_deadline`](crate::Group::try_work_deadline),
+/// [`Group::try_work_timeout`](crate::Group::try_work_timeout) and
+/// [`into_result`](crate::IntoResult::into_result) on a `do_chan` reply.
+///
+/// # Examples
+///
+/// ```
+/// use singleflight_sync::{Group, TryError};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let group: Group<String, Result<u32, Arc<std::io::Error>>> = Group::new();
+/// let r = group.try_work_timeout("k", Duration::from_secs(5), |_| {
+///     Err(std::io::Error::other("db down"))
+/// });
+/// match r {
+///     Err(TryError::Failed(e)) => assert_eq!(e.to_string(), "db down"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TryError<E> {
+    /// The work returned this error; every caller of the flight shares it.
+    Failed(Shared<E>),
+    /// This caller's deadline passed before the flight ended.
+    Timeout,
+    /// The flight was cancelled before it ended.
+    Cancelled,
+    /// The flight's work panicked; carries the panic's message.
+    Panicked(LeaderPanicked),
+    /// The spawner could not run the flight; carries the cause.
+    Spawn(Shared<std::io::Error>),
+}
+
+impl<E> Clone for TryError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            TryError::Failed(e) => TryError::Failed(e.clone()),
+            TryError::Timeout => TryError::Timeout,
+            TryError::Cancelled => TryError::Cancelled,
+            TryError::Panicked(p) => TryError::Panicked(p.clone()),
+            TryError::Spawn(e) => TryError::Spawn(e.clone()),
+        }
+    }
+}
+
+impl<E> From<Error> for TryError<E> {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Timeout => TryError::Timeout,
+            Error::Cancelled => TryError::Cancelled,
+            Error::Panicked(p) => TryError::Panicked(p),
+            Error::Spawn(e) => TryError::Spawn(e),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryError::Failed(e) => fmt::Display::fmt(&**e, f),
+            TryError::Timeout => fmt::Display::fmt(&Error::Timeout, f),
+            TryError::Cancelled => fmt::Display::fmt(&Error::Cancelled, f),
+            TryError::Panicked(p) => fmt::Display::fmt(p, f),
+            TryError::Spawn(e) => write!(f, "the flight could not be spawned: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for TryError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TryError::Failed(e) => Some(&**e),
+            TryError::Panicked(p) => Some(p),
+            TryError::Spawn(e) => Some(&**e),
+            TryError::Timeout | TryError::Cancelled => None,
+        }
+    }
+}

@@ -46,7 +46,15 @@
 //!   [`CancelToken`], cancelled by [`Group::cancel`] or when every caller
 //!   has given up.
 //! - **Caching**: [`TtlCache`] keeps results for a time, loads each miss once,
-//!   stays bounded, and refreshes hot entries without stalling callers.
+//!   stays bounded (by entries or by weight), refreshes hot entries without
+//!   stalling callers, and tells an [eviction
+//!   listener](TtlCacheBuilder::eviction_listener) why each entry left.
+//! - **Resilience**: with a [fail-safe](TtlCacheBuilder::fail_safe), an
+//!   expired value answers when its reload fails, throttling the retries;
+//!   [`TtlCache::get_or_load_entry_detached`] bounds how long callers wait
+//!   for a slow backend (soft and hard timeouts).
+//! - **Errors without `Clone`**: [`Group::try_work`] and
+//!   [`TtlCache::try_get_or_load`] share one `Arc<E>` with every caller.
 //! - **Observability**: [`Group::stats`] and [`TtlCache::stats`] cost nothing
 //!   on the hot path; a [`Metrics`] observer (a Prometheus one behind the
 //!   `prometheus` feature) sees every flight.
@@ -88,12 +96,13 @@ pub mod guide {}
 struct ReadmeDoctests;
 
 pub use crate::cache::{
-    Clock, ManualClock, SystemClock, TtlCache, TtlCacheBuilder, DEFAULT_MAX_ENTRIES,
+    Clock, Entry, Expiry, Iter, ManualClock, RemovalCause, SystemClock, TtlCache, TtlCacheBuilder,
+    DEFAULT_DROP_TIMEOUT, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_ENTRIES,
 };
 pub use crate::call::Flight;
 pub use crate::cancel::CancelToken;
-pub use crate::error::{ConfigError, Error, LeaderPanicked};
-pub use crate::group::{DefaultHashBuilder, Group, GroupBuilder};
+pub use crate::error::{ConfigError, Error, LeaderPanicked, TryError};
+pub use crate::group::{DefaultHashBuilder, Group, GroupBuilder, IntoResult};
 pub use crate::metrics::{CacheEvent, FlightEnd, Metrics, Outcome, Stats};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]

@@ -57,6 +57,13 @@ pub struct Stats {
     pub evictions: u64,
     /// Expired entries reclaimed.
     pub expirations: u64,
+    /// Values not stored because they weigh more than the cache's whole
+    /// `max_weight` (their callers still got them).
+    pub oversized: u64,
+    /// Answers the fail-safe gave with an expired value because its reload
+    /// failed (and, during the throttle that follows, served again):
+    /// neither a hit nor a miss.
+    pub fail_safe_hits: u64,
 }
 
 impl Stats {
@@ -80,6 +87,8 @@ impl Stats {
         self.refreshes += c.refreshes;
         self.evictions += c.evictions;
         self.expirations += c.expirations;
+        self.oversized += c.oversized;
+        self.fail_safe_hits += c.fail_safe_hits;
     }
 }
 
@@ -109,6 +118,8 @@ pub(crate) struct CacheCounts {
     pub(crate) refreshes: u64,
     pub(crate) evictions: u64,
     pub(crate) expirations: u64,
+    pub(crate) oversized: u64,
+    pub(crate) fail_safe_hits: u64,
 }
 
 /// How a flight ended.
@@ -183,6 +194,9 @@ pub enum CacheEvent {
     /// A cached error answered a `try_get_or_load` (see
     /// [`Stats::negative_hits`]).
     NegativeHit,
+    /// The fail-safe answered with an expired value, its reload having
+    /// failed (see [`Stats::fail_safe_hits`]).
+    FailSafeHit,
     /// A live entry was evicted to make room.
     Eviction,
     /// An expired entry was reclaimed.
@@ -191,7 +205,7 @@ pub enum CacheEvent {
 
 impl CacheEvent {
     /// A short lowercase name, for labels: `hit`, `stale`, `miss`,
-    /// `negative`, `eviction`, `expiration`.
+    /// `negative`, `fail_safe`, `eviction`, `expiration`.
     ///
     /// # Examples
     ///
@@ -207,6 +221,7 @@ impl CacheEvent {
             CacheEvent::StaleHit => "stale",
             CacheEvent::Miss => "miss",
             CacheEvent::NegativeHit => "negative",
+            CacheEvent::FailSafeHit => "fail_safe",
             CacheEvent::Eviction => "eviction",
             CacheEvent::Expiration => "expiration",
         }

@@ -17,7 +17,7 @@ const STATUSES: [&str; 5] = ["value", "error", "panic", "cancelled", "timeout"];
 const TIMEOUT: usize = 4;
 
 /// The `result` label of `singleflight_cache_requests_total`.
-const RESULTS: [&str; 4] = ["hit", "stale", "miss", "negative"];
+const RESULTS: [&str; 5] = ["hit", "stale", "miss", "negative", "fail_safe"];
 
 /// A [`Metrics`] observer that reports one group's (or one cache's) flights,
 /// waiters and lookups to a [`prometheus::Registry`]. Feature `prometheus`.
@@ -87,7 +87,7 @@ pub struct PrometheusMetrics {
     duration: [Histogram; 2],
     waiters: IntGauge,
     /// Indexed as in [`RESULTS`].
-    requests: [IntCounter; 4],
+    requests: [IntCounter; 5],
     evictions: IntCounter,
 }
 
@@ -304,6 +304,7 @@ impl Metrics for PrometheusMetrics {
             CacheEvent::StaleHit => self.requests[1].inc(),
             CacheEvent::Miss => self.requests[2].inc(),
             CacheEvent::NegativeHit => self.requests[3].inc(),
+            CacheEvent::FailSafeHit => self.requests[4].inc(),
             CacheEvent::Eviction => self.evictions.inc(),
             // In `Stats`; a lookup that finds an expired entry is a miss.
             CacheEvent::Expiration => {}

@@ -305,9 +305,9 @@ fn a_panicking_detached_refresh_does_not_reach_get_or_load() {
     watchdog(Duration::from_secs(20), || {
         let clock = ManualClock::new();
         let (cache, jobs) = queued_cache::<u32>(&clock);
-        assert_eq!(cache.get_or_load_detached("k", || 1), 1);
+        assert_eq!(cache.get_or_load_detached("k", |_| 1), 1);
         clock.advance(Duration::from_secs(30));
-        let stale = cache.get_or_load_detached("k", || panic!("refresh failed"));
+        let stale = cache.get_or_load_detached("k", |_| panic!("refresh failed"));
         assert_eq!(stale, 1, "served; the refresh is queued");
         clock.advance(Duration::from_secs(30));
         let refresh = jobs.recv().unwrap();
@@ -347,7 +347,7 @@ fn a_fallback_load_after_joining_a_failed_try_load_is_counted_and_cached() {
                 7
             });
             assert_eq!(v, 7);
-            assert_eq!(failing.join().unwrap(), Err("down".to_string()));
+            assert_eq!(failing.join().unwrap(), Err(Arc::new("down".to_string())));
         });
         assert_eq!(cache.get("k"), Some(7), "the fallback's value is cached");
         assert_eq!(cache.stats().loads, runs.load(Ordering::SeqCst) as u64);
@@ -374,10 +374,15 @@ fn early_refresh_never_picks_a_cached_error() {
         clock.advance(Duration::from_secs(1)); // a slow load: XFetch's delta
         down.clone()
     });
-    assert_eq!(first, down);
+    let shared = Err(Arc::new("down".to_string()));
+    assert_eq!(first, shared);
     clock.advance(Duration::from_secs(5));
     for _ in 0..10 {
-        assert_eq!(cache.try_get_or_load("k", || Ok(2)), down, "served cached");
+        assert_eq!(
+            cache.try_get_or_load("k", || Ok(2)),
+            shared,
+            "served cached"
+        );
     }
     assert_eq!(cache.get("k"), None);
     let stats = cache.stats();

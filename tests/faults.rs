@@ -145,9 +145,9 @@ fn dropping_a_cache_with_a_refresh_queued_returns() {
             .spawner(move |job| queue.send(job).map_err(|_| std::io::Error::other("closed")))
             .build()
             .unwrap();
-        cache.get_or_load_detached("k", || 1);
+        cache.get_or_load_detached("k", |_| 1);
         clock.advance(Duration::from_secs(30));
-        cache.get_or_load_detached("k", || 2); // refresh queued, never run
+        cache.get_or_load_detached("k", |_| 2); // refresh queued, never run
         drop(cache); // waits for the queued job forever
         drop(jobs);
         let _ = done_tx.send(());
@@ -170,7 +170,7 @@ fn dropping_the_last_handle_inside_its_own_refresh_returns() {
             .build()
             .unwrap(),
     );
-    cache.get_or_load_detached("k", || 1);
+    cache.get_or_load_detached("k", |_| 1);
     clock.advance(Duration::from_secs(30));
     let (tx, rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -181,7 +181,7 @@ fn dropping_the_last_handle_inside_its_own_refresh_returns() {
             let _ = self.0.send(());
         }
     }
-    cache.get_or_load_detached("k", move || {
+    cache.get_or_load_detached("k", move |_| {
         go_rx.recv().unwrap();
         let _tell = Tell(tx);
         drop(held); // last owner

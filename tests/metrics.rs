@@ -249,8 +249,9 @@ fn cache_script(cache: &Arc<Cache>, clock: &ManualClock, gauge: Gauge<'_>) {
     assert_eq!(cache.get_or_load("b", || 3), 3);
     assert_eq!(cache.get("a"), None, "evicted for `b`");
 
-    let failed: Result<u32, String> = cache.try_get_or_load("c", || Err("down".into()));
-    assert_eq!(failed, Err("down".to_string()));
+    let failed: Result<u32, std::sync::Arc<String>> =
+        cache.try_get_or_load("c", || Err("down".into()));
+    assert_eq!(failed, Err(std::sync::Arc::new("down".to_string())));
 
     let (gate, hold) = gate();
     let leader = {

@@ -32,6 +32,8 @@ fn small() -> Config {
         ttl: Duration::from_secs(5),
         refresh_after: Duration::from_millis(400),
         seed: 7,
+        outage: None,
+        throttle: Duration::from_millis(250),
     }
 }
 
@@ -41,7 +43,7 @@ fn each_tool_saves_backend_calls_and_no_request_is_lost() {
     let reports: Vec<_> = Mode::ALL.iter().map(|&m| run_mode(&config, m)).collect();
     let table = table(&reports);
     println!("{table}");
-    let [none, group, cache, swr] = &reports[..] else {
+    let [none, group, cache, swr, fail_safe] = &reports[..] else {
         unreachable!("one report per mode")
     };
 
@@ -51,7 +53,7 @@ fn each_tool_saves_backend_calls_and_no_request_is_lost() {
         assert_eq!(r.latency.len(), r.issued, "{:?}\n{table}", r.mode);
         // Background refreshes run on threads of their own, so only the
         // other modes are bounded by the workers.
-        if r.mode != Mode::Swr {
+        if !matches!(r.mode, Mode::Swr | Mode::FailSafe) {
             assert!(
                 r.peak_concurrency <= config.threads,
                 "{:?}: more backend calls at once than workers\n{table}",
@@ -80,6 +82,53 @@ fn each_tool_saves_backend_calls_and_no_request_is_lost() {
     let keys = config.keys as u64;
     assert!(cache.backend_calls <= keys, "{table}");
     assert!(swr.backend_calls <= 2 * keys, "{table}");
+    assert!(fail_safe.backend_calls <= 2 * keys, "{table}");
+    assert!(
+        reports.iter().all(|r| r.errors == 0),
+        "no outage, no error\n{table}"
+    );
+}
+
+/// An outage of 300 ms from 300 ms into a 900 ms run, with a 200 ms TTL:
+/// every key is loaded (10 ms) long before it, and every entry expires
+/// during it, so every cache mode meets the failing backend.
+#[test]
+fn in_an_outage_only_the_fail_safe_keeps_errors_from_callers() {
+    let config = Config {
+        duration: Duration::from_millis(900),
+        ttl: Duration::from_millis(200),
+        refresh_after: Duration::from_millis(150),
+        outage: Some(Duration::from_millis(300)),
+        throttle: Duration::from_millis(100),
+        ..small()
+    };
+    let reports: Vec<_> = [Mode::Cache, Mode::Swr, Mode::FailSafe]
+        .iter()
+        .map(|&m| run_mode(&config, m))
+        .collect();
+    let table = table(&reports);
+    println!("{table}");
+    let [cache, swr, fail_safe] = &reports[..] else {
+        unreachable!("one report per mode")
+    };
+    assert!(cache.errors > 0 && swr.errors > 0, "{table}");
+    assert_eq!(fail_safe.errors, 0, "{table}");
+    for r in &reports {
+        assert_eq!(
+            r.served + r.errors,
+            r.issued,
+            "{:?} lost requests\n{table}",
+            r.mode
+        );
+        let errors: u64 = r.timeline.iter().map(|s| s.1).sum();
+        assert_eq!(errors, r.errors, "the timeline counts every error\n{table}");
+    }
+    // The throttle: at most one try per key per 100 ms while the backend is
+    // down (300 ms), and the refreshes and loads around it.
+    assert!(
+        fail_safe.backend_calls < cache.backend_calls + swr.backend_calls,
+        "{table}"
+    );
 }
 
 #[test]

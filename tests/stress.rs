@@ -257,12 +257,12 @@ fn stress_cache_inserts_loads_and_invalidations() {
                                 });
                                 match r {
                                     Ok(v) => assert_eq!(v / 1_000_000, key),
-                                    Err(e) => assert_eq!(e, format!("{key} down")),
+                                    Err(e) => assert_eq!(*e, format!("{key} down")),
                                 }
                             }
                             9..=10 => {
                                 let runs = runs.clone();
-                                let v = cache.get_or_load_detached(&key, move || {
+                                let v = cache.get_or_load_detached(&key, move |_| {
                                     runs.fetch_add(1, Ordering::SeqCst);
                                     value
                                 });

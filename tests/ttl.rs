@@ -141,7 +141,10 @@ fn errors_are_shared_by_one_load_and_not_cached() {
             })
             .collect();
         for h in handles {
-            assert_eq!(h.join().unwrap(), Err("backend 503".to_string()));
+            assert_eq!(
+                h.join().unwrap(),
+                Err(std::sync::Arc::new("backend 503".to_string()))
+            );
         }
         assert_eq!(
             loads.load(Ordering::SeqCst),
@@ -168,11 +171,14 @@ fn with_error_ttl_the_error_is_served_until_it_expires() {
         loads.fetch_add(1, Ordering::SeqCst);
         Err::<u32, _>("down")
     };
-    assert_eq!(cache.try_get_or_load("k", failing), Err("down"));
+    assert_eq!(
+        cache.try_get_or_load("k", failing),
+        Err(std::sync::Arc::new("down"))
+    );
     clock.advance(Duration::from_secs(4));
     assert_eq!(
         cache.try_get_or_load("k", failing),
-        Err("down"),
+        Err(std::sync::Arc::new("down")),
         "served from the cache"
     );
     assert_eq!(loads.load(Ordering::SeqCst), 1);
@@ -345,9 +351,14 @@ fn eviction_keeps_hot_keys_better_than_lru() {
     let ours = trace.len() - misses;
     let lru = lru_hits(&trace, CAPACITY);
     assert!(ours > lru, "hits: ours {ours}, LRU {lru}");
-    for hot in 0..10 {
-        assert_eq!(cache.get(&hot), Some(hot), "hot key {hot} was evicted");
-    }
+    // The admission lets a rare newcomer in at random (1 in 128 duels, so
+    // an attack cannot pin the cache), which may have just pushed one hot
+    // key out; it comes back at its next request.
+    let resident = (0..10).filter(|hot| cache.get(hot) == Some(*hot)).count();
+    assert!(
+        resident >= 9,
+        "only {resident} of the 10 hottest keys are cached"
+    );
 }
 
 #[test]
@@ -450,7 +461,7 @@ fn an_infallible_caller_joining_a_failed_fallible_load_runs_its_own_loader() {
         let infallible = thread::spawn(move || c.get_or_load("k", || 8));
         wait_for("the infallible caller to join", || cache.waiters("k") == 1);
         go_tx.send(()).unwrap();
-        assert_eq!(failing.join().unwrap(), Err("down"));
+        assert_eq!(failing.join().unwrap(), Err(std::sync::Arc::new("down")));
         assert_eq!(infallible.join().unwrap(), 8);
     });
 }

@@ -84,11 +84,11 @@ fn detached_refresh_runs_on_the_spawner_and_nobody_waits() {
                 .build()
                 .unwrap(),
         );
-        assert_eq!(cache.get_or_load_detached("k", || 1), 1);
+        assert_eq!(cache.get_or_load_detached("k", |_| 1), 1);
         clock.advance(REFRESH);
         let (go_tx, go) = mpsc::channel::<()>();
         let go = Mutex::new(go);
-        let first = cache.get_or_load_detached("k", move || {
+        let first = cache.get_or_load_detached("k", move |_| {
             go.lock().unwrap().recv().unwrap();
             2
         });
@@ -98,7 +98,7 @@ fn detached_refresh_runs_on_the_spawner_and_nobody_waits() {
         );
         for _ in 0..100 {
             assert_eq!(
-                cache.get_or_load_detached("k", || unreachable!("one refresh")),
+                cache.get_or_load_detached("k", |_| unreachable!("one refresh")),
                 1
             );
         }
@@ -265,7 +265,7 @@ fn dropping_the_cache_waits_for_running_refreshes_and_skips_queued_ones() {
         let finished = Arc::new(AtomicBool::new(false));
         let (f, (in_tx, in_refresh)) = (finished.clone(), mpsc::channel::<()>());
         let in_tx = Mutex::new(in_tx);
-        cache.get_or_load_detached("running", move || {
+        cache.get_or_load_detached("running", move |_| {
             in_tx.lock().unwrap().send(()).unwrap();
             thread::sleep(Duration::from_millis(100));
             f.store(true, Ordering::SeqCst);
@@ -276,7 +276,7 @@ fn dropping_the_cache_waits_for_running_refreshes_and_skips_queued_ones() {
         run_now.store(false, Ordering::SeqCst);
         let ran = Arc::new(AtomicBool::new(false));
         let rn = ran.clone();
-        cache.get_or_load_detached("queued", move || {
+        cache.get_or_load_detached("queued", move |_| {
             rn.store(true, Ordering::SeqCst);
             2
         });

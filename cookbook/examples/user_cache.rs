@@ -35,7 +35,8 @@ pub struct User {
 }
 
 /// A database error, shared: one failed query answers every caller of its
-/// flight, so the error must be `Clone`.
+/// flight, each with a clone of this `Arc` (the library makes it; the
+/// error itself need not be `Clone`).
 pub type DbError = Arc<rusqlite::Error>;
 
 /// `orders.user_id` has no index on purpose: each profile query scans every
@@ -156,8 +157,7 @@ impl<'db> UserCache<'db> {
     /// caller that misses at the same time. A database error reaches every
     /// caller of that query and is not cached: the next call queries again.
     pub fn get(&self, id: UserId) -> Result<Option<User>, DbError> {
-        self.cache
-            .try_get_or_load(&id, || self.db.load_user(id).map_err(Arc::new))
+        self.cache.try_get_or_load(&id, || self.db.load_user(id))
     }
 
     /// The cache itself, for its statistics.
@@ -269,9 +269,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let group: Group<UserId, Result<Option<User>, DbError>> = Group::new();
     row(
         "Group::work",
-        storm(&db, &load, |id| {
-            group.work(&id, || db.load_user(id).map_err(Arc::new))
-        }),
+        storm(&db, &load, |id| group.try_work(&id, || db.load_user(id))),
     );
 
     let users = UserCache::new(&db, TtlCache::new(Duration::from_secs(60)));

@@ -1,22 +1,19 @@
 //! `TtlCacheBuilder`: a cache's TTLs, bound, refresh policy, clock,
-//! spawner, observer and hasher, checked when it is built.
+//! spawner, observer and hasher (the hooks are set in `options`; `build`
+//! checks them all and makes the cache).
 
 use crate::group::DefaultHashBuilder;
-use std::fmt;
 use std::hash::BuildHasher;
 use std::io;
 use std::time::Duration;
 
-use super::adapt::Adapter;
-use super::clock::{nanos, Clock, SystemClock};
-use super::inner::{CacheShard, ClockSource, Inner, Loaded, Loaders};
-use super::store::Store;
+use super::clock::Clock;
+use super::inner::{Hooks, Loaded};
 use super::TtlCache;
-use crate::error::ConfigError;
 use crate::group::{Group, GroupBuilder};
 use crate::metrics::Metrics;
 use crate::spawn::Job;
-use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Shared};
+use crate::sync::Shared;
 
 impl<K, V> TtlCache<K, V> {
     /// A cache with a default TTL of `ttl` and the defaults of
@@ -71,10 +68,49 @@ impl<K, V> TtlCache<K, V> {
             clock: None,
             metrics: None,
             name: None,
+            max_weight: None,
+            time_to_idle: None,
+            hooks: Hooks {
+                listener: None,
+                weigher: None,
+                expiry: None,
+            },
+            resilience: Resilience::default(),
             group: Group::builder(),
         }
     }
 }
+
+/// The fail-safe and timeout settings (see `options`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Resilience {
+    pub(super) max_stale: Option<Duration>,
+    pub(super) throttle: Duration,
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+    pub(super) drop_timeout: Duration,
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience {
+            max_stale: None,
+            throttle: DEFAULT_FAIL_SAFE_THROTTLE,
+            soft_timeout: None,
+            hard_timeout: None,
+            drop_timeout: DEFAULT_DROP_TIMEOUT,
+        }
+    }
+}
+
+/// How long a fail-safe answer is served before the backend is tried
+/// again, unless set with
+/// [`fail_safe_throttle`](TtlCacheBuilder::fail_safe_throttle).
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(30);
+
+/// How long the last handle's drop waits for the detached loaders it
+/// cancelled, unless set with [`drop_timeout`](TtlCacheBuilder::drop_timeout).
+pub const DEFAULT_DROP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default bound: a cache is never unbounded unless asked to be large.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
@@ -106,16 +142,20 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// assert_eq!(err.setting(), "refresh_after");
 /// ```
 pub struct TtlCacheBuilder<K, V, S = DefaultHashBuilder> {
-    ttl: Option<Duration>,
-    max_entries: usize,
-    jitter: f64,
-    error_ttl: Option<Duration>,
-    refresh_after: Option<Duration>,
-    beta: Option<f64>,
-    clock: Option<Box<dyn Clock>>,
-    metrics: Option<Shared<dyn Metrics>>,
-    name: Option<&'static str>,
-    group: GroupBuilder<K, Loaded<V>, S>,
+    pub(super) ttl: Option<Duration>,
+    pub(super) max_entries: usize,
+    pub(super) jitter: f64,
+    pub(super) error_ttl: Option<Duration>,
+    pub(super) refresh_after: Option<Duration>,
+    pub(super) beta: Option<f64>,
+    pub(super) clock: Option<Box<dyn Clock>>,
+    pub(super) metrics: Option<Shared<dyn Metrics>>,
+    pub(super) name: Option<&'static str>,
+    pub(super) max_weight: Option<u64>,
+    pub(super) time_to_idle: Option<Duration>,
+    pub(super) hooks: Hooks<K, V>,
+    pub(super) resilience: Resilience,
+    pub(super) group: GroupBuilder<K, Loaded<V>, S>,
 }
 
 impl<K, V, S> TtlCacheBuilder<K, V, S> {
@@ -212,9 +252,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     ///     .clock(clock.clone())
     ///     .build()
     ///     .unwrap();
-    /// let down = Err("down".to_string());
-    /// assert_eq!(cache.try_get_or_load("k", || down.clone()), down);
-    /// assert_eq!(cache.try_get_or_load("k", || Ok(1)), down, "the error is cached");
+    /// let first = cache.try_get_or_load("k", || Err("down".to_string()));
+    /// assert_eq!(*first.clone().unwrap_err(), "down");
+    /// assert_eq!(cache.try_get_or_load("k", || Ok(1)), first, "the error is cached");
     /// clock.advance(Duration::from_secs(5));
     /// assert_eq!(cache.try_get_or_load::<_, String>("k", || Ok(2)), Ok(2), "expired");
     /// ```
@@ -280,7 +320,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         self
     }
 
-    /// The clock that decides expiry (default [`SystemClock`]).
+    /// The clock that decides expiry (default [`SystemClock`](crate::SystemClock)).
     ///
     /// # Examples
     ///
@@ -324,9 +364,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
     ///     .spawner(move |job| queue.send(job).map_err(|_| std::io::Error::other("closed")))
     ///     .build()
     ///     .unwrap();
-    /// cache.get_or_load_detached("k", || 1);
+    /// cache.get_or_load_detached("k", |_| 1);
     /// clock.advance(Duration::from_secs(30));
-    /// assert_eq!(cache.get_or_load_detached("k", || 2), 1, "served; the refresh is queued");
+    /// assert_eq!(cache.get_or_load_detached("k", |_| 2), 1, "served; the refresh is queued");
     /// jobs.recv().unwrap()();
     /// assert_eq!(cache.get("k"), Some(2));
     /// ```
@@ -421,131 +461,11 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             clock: self.clock,
             metrics: self.metrics,
             name: self.name,
+            max_weight: self.max_weight,
+            time_to_idle: self.time_to_idle,
+            hooks: self.hooks,
+            resilience: self.resilience,
             group: self.group.hasher(hasher),
         }
-    }
-
-    /// Makes the cache.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the setting, if the TTL is missing or zero,
-    /// `max_entries` is 0, `jitter` is outside `0.0..1.0`, `error_ttl` is
-    /// zero, `refresh_after` is zero or not below the TTL, or the
-    /// `early_refresh` beta is negative or not a number.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
-    ///
-    /// let ok = TtlCache::<String, u32>::builder().ttl(Duration::from_secs(60)).build();
-    /// assert!(ok.unwrap().is_empty());
-    /// let err = TtlCache::<String, u32>::builder()
-    ///     .ttl(Duration::from_secs(60))
-    ///     .jitter(1.0)
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert_eq!(err.setting(), "jitter");
-    /// ```
-    pub fn build(self) -> Result<TtlCache<K, V, S>, ConfigError> {
-        let ttl = match self.ttl {
-            None => {
-                return Err(ConfigError::new(
-                    "ttl",
-                    "not set; every cache needs a default TTL",
-                ))
-            }
-            Some(ttl) if ttl.is_zero() => {
-                return Err(ConfigError::new("ttl", "must be above zero"))
-            }
-            Some(ttl) => ttl,
-        };
-        if self.max_entries == 0 {
-            return Err(ConfigError::new("max_entries", "must be at least 1"));
-        }
-        if !(0.0..1.0).contains(&self.jitter) {
-            return Err(ConfigError::new(
-                "jitter",
-                format!("{} is outside 0.0..1.0", self.jitter),
-            ));
-        }
-        if self.error_ttl.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new(
-                "error_ttl",
-                "must be above zero (leave it unset to cache no errors)",
-            ));
-        }
-        if let Some(after) = self.refresh_after {
-            if after.is_zero() || after >= ttl {
-                return Err(ConfigError::new(
-                    "refresh_after",
-                    format!("{after:?} must be above zero and below the TTL ({ttl:?})"),
-                ));
-            }
-        }
-        if let Some(beta) = self.beta {
-            if beta.is_nan() || beta < 0.0 {
-                return Err(ConfigError::new(
-                    "early_refresh",
-                    format!("beta {beta} must be a number >= 0"),
-                ));
-            }
-        }
-        // The bound is kept for the whole cache, so shards are only for
-        // concurrency; each policy sees its shard's share of the traffic, so
-        // small caches get few shards (a shard of under 64 entries decides
-        // evictions on too little).
-        let count = sync::default_shards().min(1 << (self.max_entries / 64).max(1).ilog2());
-        let share = self.max_entries.div_ceil(count);
-        let shards = (0..count)
-            .map(|_| CacheShard {
-                store: Mutex::new(Store::new(share)),
-            })
-            .collect();
-        let adapter = Adapter::new(self.max_entries);
-        let inner = Inner {
-            shards,
-            mask: count - 1,
-            clock: match self.clock {
-                Some(clock) => ClockSource::Custom(clock),
-                None => ClockSource::System(SystemClock),
-            },
-            ttl: nanos(ttl),
-            error_ttl: self.error_ttl.map(nanos),
-            refresh_after: self.refresh_after.map(nanos),
-            jitter: self.jitter,
-            beta: self.beta,
-            loaders: Mutex::new(Loaders::default()),
-            loaders_done: Condvar::new(),
-            metrics: self.metrics,
-            name: self.name,
-            len: AtomicUsize::new(0),
-            max: self.max_entries,
-            sample_shift: adapter.shift(),
-            window: AtomicU64::new(adapter.window().to_bits()),
-            adapter: Mutex::new(adapter),
-        };
-        Ok(TtlCache {
-            inner: Shared::new(inner),
-            group: self.group.error_if(Result::is_err).build(),
-        })
-    }
-}
-
-impl<K, V, S: fmt::Debug> fmt::Debug for TtlCacheBuilder<K, V, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TtlCacheBuilder")
-            .field("ttl", &self.ttl)
-            .field("max_entries", &self.max_entries)
-            .field("jitter", &self.jitter)
-            .field("error_ttl", &self.error_ttl)
-            .field("refresh_after", &self.refresh_after)
-            .field("early_refresh", &self.beta)
-            .field("clock", &self.clock)
-            .field("metrics", &self.metrics)
-            .field("group", &self.group)
-            .finish()
     }
 }

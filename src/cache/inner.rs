@@ -3,13 +3,16 @@
 //! a failed refresh be tried again.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use super::adapt::Adapter;
 use super::clock::{nanos, Clock, SystemClock};
-use super::store::{AnyError, Cached, Gone, Slot, Store, SHARD_LIMIT, SWEEP};
+use super::hooks::{tell, Expiry, Listener, RemovalCause, Weigher};
+use super::store::{AnyError, Cached, Extra, Gone, Slot, Store, SHARD_LIMIT, SWEEP};
+use crate::cancel::CancelToken;
 use crate::group::{FlightRef, Shard};
 use crate::metrics::{CacheEvent, Metrics};
-use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, Shared};
+use crate::sync::{self, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, Shared};
 
 /// What a load flight hands its callers: the value, or the loader's error.
 pub(super) type Loaded<V> = Result<V, AnyError>;
@@ -33,6 +36,28 @@ pub(super) struct Inner<K, V> {
     /// so this never exceeds `max`.
     pub(super) len: AtomicUsize,
     pub(super) max: usize,
+    /// The weight held by all entries, and its bound (`u64::MAX` without a
+    /// weigher, when every entry weighs 0).
+    pub(super) weight: AtomicU64,
+    pub(super) max_weight: u64,
+    /// Idle expiry, in clock nanoseconds.
+    pub(super) time_to_idle: Option<u64>,
+    /// Whether a hit may take the shortest path: no idle expiry to extend,
+    /// no early refresh to weigh.
+    pub(super) plain_hits: bool,
+    pub(super) hooks: Hooks<K, V>,
+    /// The fail-safe: how long past expiry a value is kept to answer for a
+    /// failed reload (0: no fail-safe), and for how long such an answer is
+    /// then served before the backend is tried again.
+    pub(super) max_stale: u64,
+    pub(super) throttle: u64,
+    /// How long `get_or_load_entry_detached` callers wait for a load, with
+    /// a stale value to fall back on (`soft`) or at all (`hard`).
+    pub(super) soft_timeout: Option<Duration>,
+    pub(super) hard_timeout: Option<Duration>,
+    /// How long the last handle's drop waits for the detached loaders it
+    /// cancelled.
+    pub(super) drop_timeout: Duration,
     /// Steers the window/main split of every shard's policy.
     pub(super) adapter: Mutex<Adapter>,
     /// A request is fed to the adapter when its hash's top bits are zero
@@ -40,6 +65,9 @@ pub(super) struct Inner<K, V> {
     pub(super) sample_shift: u32,
     /// The adapter's current window fraction, as `f64` bits.
     pub(super) window: AtomicU64,
+    /// `TtlCache` handles on this cache (clones included; a detached
+    /// refresh's own reference is not one): the last one's drop closes it.
+    pub(super) handles: AtomicUsize,
 }
 
 /// Who stores an entry, which decides whether it may.
@@ -51,6 +79,13 @@ pub(super) enum Writer<'a, K, V> {
     /// load running for the key, so the older value it loads cannot
     /// overwrite this one.
     Insert(&'a dyn Fn(&K)),
+}
+
+/// The user's hooks, each optional.
+pub(super) struct Hooks<K, V> {
+    pub(super) listener: Option<Listener<K, V>>,
+    pub(super) weigher: Option<Weigher<K, V>>,
+    pub(super) expiry: Option<Box<dyn Expiry<K, V>>>,
 }
 
 #[repr(align(128))]
@@ -97,7 +132,7 @@ impl<K, V> Inner<K, V> {
     }
 
     /// Counts `n` entries gone from the cache.
-    pub(super) fn removed(&self, n: usize) {
+    fn removed(&self, n: usize) {
         if n > 0 {
             self.len.fetch_sub(n, Ordering::Relaxed);
         }
@@ -135,12 +170,36 @@ impl<K, V> Inner<K, V> {
             .is_ok()
     }
 
+    /// Takes `w` of the weight bound, if that much is free.
+    fn reserve_weight(&self, w: u64) -> bool {
+        self.weight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n + w <= self.max_weight).then_some(n + w)
+            })
+            .is_ok()
+    }
+
+    /// Gives back to the cache-wide counts what `store` took out since it
+    /// was last settled.
+    pub(super) fn settle(&self, store: &mut Store<K, V>) {
+        let (n, w) = std::mem::take(&mut store.freed);
+        self.removed(n);
+        if w > 0 {
+            self.weight.fetch_sub(w, Ordering::Relaxed);
+        }
+    }
+
     /// Stores an entry for `key`: a loaded one only if its flight was not
     /// released (invalidated, cleared, or overtaken by an insert) since the
     /// load began; an inserted one always. A new key first takes room: free
     /// room under the bound, or else the victim of its own shard's policy,
-    /// or (its shard being empty) of another shard's. What it replaces or
-    /// evicts is dropped after the lock is released.
+    /// or (its shard being empty) of another shard's; with a weigher, as
+    /// many victims as its weight needs. An entry heavier than `max_weight`
+    /// is not stored (and the key's older entry is dropped). What it
+    /// replaces or evicts goes to the listener, or is dropped, after the
+    /// lock is released; the weigher and the expiry policy are called
+    /// before it is taken.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn store(
         &self,
         key: K,
@@ -149,18 +208,42 @@ impl<K, V> Inner<K, V> {
         ttl: u64,
         delta: u64,
         writer: Writer<'_, K, V>,
+        stale_until: Option<u64>,
     ) where
         K: Eq,
     {
         let now = self.clock.now();
-        let (ttl, refresh) = match value {
-            Cached::Value(_) => (self.jittered(ttl), self.refresh_after),
-            Cached::Error(_) => (ttl, None),
+        // A fail-safe answer stored again lives exactly its throttle.
+        let (mut ttl, refresh) = match value {
+            Cached::Value(_) if stale_until.is_none() => (self.jittered(ttl), self.refresh_after),
+            _ => (ttl, None),
         };
+        let index = self.index_of(hash);
+        let mut weight = 0;
+        if let Cached::Value(v) = &value {
+            if let (Some(expiry), None) = (&self.hooks.expiry, stale_until) {
+                ttl = self.expiry_ttl(&**expiry, index, hash, &key, v, ttl, now);
+            }
+            if let Some(weigher) = &self.hooks.weigher {
+                weight = weigher(&key, v);
+            }
+        }
         let mut slot = Slot::new(key, hash, value, now.saturating_add(ttl));
         slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
         slot.set_delta(delta);
-        let index = self.index_of(hash);
+        let extra = Extra {
+            weight,
+            deadline: slot.expires,
+            stale_until: match (&slot.value, stale_until) {
+                (_, Some(until)) => until,
+                (Cached::Value(_), None) => slot.expires.saturating_add(self.max_stale),
+                (Cached::Error(_), None) => slot.expires,
+            },
+        };
+        slot.node.stale = stale_until.is_some();
+        if let Some(idle) = self.time_to_idle {
+            slot.expires = slot.expires.min(now.saturating_add(idle));
+        }
         let mut gone = Gone::new();
         let mut store = self.shards[index].store.lock();
         // Under this shard's lock, which `invalidate` and `clear` hold
@@ -176,26 +259,80 @@ impl<K, V> Inner<K, V> {
             Writer::Load(..) => {}
             Writer::Insert(release) => release(&slot.key),
         }
-        let (mut evicted, mut expired) = (0, 0);
-        if let Some(pos) = store.find(hash, &slot.key) {
-            gone.push(store.replace(pos, slot));
+        let found = store.find(hash, &slot.key);
+        if u64::from(weight) > self.max_weight {
+            store.counts.oversized += 1;
+            if let Some(pos) = found {
+                gone.push(store.remove(pos), RemovalCause::Replaced);
+            }
+            self.settle(&mut store);
+            drop(store);
+            drop(slot);
+            self.dispose(gone);
+            return;
+        }
+        let mut found = found;
+        if let (Some(pos), true) = (found, store.with_extras()) {
+            // The weight of a replacement: a lighter one gives back the
+            // difference; a heavier one takes it, or else leaves by the
+            // new-entry path below, which evicts for it.
+            let old = u64::from(store.extra(pos).weight);
+            let new = u64::from(weight);
+            if new <= old || self.reserve_weight(new - old) {
+                gone.push(store.replace(pos, slot, extra), RemovalCause::Replaced);
+                // `replace` freed the old weight. Lighter: the new one stays
+                // held out of it; heavier: the difference was taken above.
+                store.freed.1 -= new.min(old);
+                self.settle(&mut store);
+                return self.stored(store, gone);
+            }
+            gone.push(store.remove(pos), RemovalCause::Replaced);
+            found = None;
+        }
+        if let Some(pos) = found {
+            gone.push(store.replace(pos, slot, extra), RemovalCause::Replaced);
         } else {
-            store.sweep_expired(now, SWEEP, &mut gone);
-            self.removed(gone.len());
+            store.sweep_expired(now, self.max_stale, SWEEP, &mut gone);
+            self.settle(&mut store);
             // A shard's positions are `u32`s: one that holds as many as
             // they can name makes room in itself, bound or no bound.
             if store.len() >= SHARD_LIMIT || !self.reserve() {
                 match store.evict(self.window()) {
-                    Some(victim) => gone.push(victim),
-                    None => self.evict_elsewhere(index, &mut gone),
+                    Some(victim) => {
+                        gone.push(victim, RemovalCause::Size);
+                        // Its room passes to the new entry.
+                        store.freed.0 -= 1;
+                    }
+                    None => self.evict_elsewhere(index, &mut gone, &|| self.reserve(), true),
+                }
+                self.settle(&mut store);
+            }
+            if weight > 0 {
+                while !self.reserve_weight(u64::from(weight)) {
+                    match store.evict(self.window()) {
+                        Some(victim) => gone.push(victim, RemovalCause::Size),
+                        None => self.evict_elsewhere(
+                            index,
+                            &mut gone,
+                            &|| self.reserve_weight(u64::from(weight)),
+                            false,
+                        ),
+                    }
+                    self.settle(&mut store);
                 }
             }
-            evicted = gone.iter().filter(|s| s.expires > now).count();
-            expired = gone.len() - evicted;
-            store.insert_new(slot);
+            store.insert_new(slot, extra);
         }
-        store.counts.evictions += evicted as u64;
-        store.counts.expirations += expired as u64;
+        self.stored(store, gone)
+    }
+
+    /// Counts what a store took out, releases the shard, then tells the
+    /// listener (or drops it all).
+    fn stored(&self, mut store: MutexGuard<'_, Store<K, V>>, gone: Gone<K, V>) {
+        let evicted = gone.count(RemovalCause::Size);
+        let expired = gone.count(RemovalCause::Expired);
+        store.counts.evictions += evicted;
+        store.counts.expirations += expired;
         drop(store);
         if let Some(m) = &self.metrics {
             for _ in 0..evicted {
@@ -205,18 +342,73 @@ impl<K, V> Inner<K, V> {
                 m.cache_event(self.name, CacheEvent::Expiration);
             }
         }
-        drop(gone);
+        self.dispose(gone);
+    }
+
+    /// What an expiry policy says `key`'s new entry lives (in clock
+    /// nanoseconds), told whether the key has an entry now. The shard is
+    /// looked at, then released before the policy is called.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    fn expiry_ttl(
+        &self,
+        expiry: &dyn Expiry<K, V>,
+        index: usize,
+        hash: u64,
+        key: &K,
+        value: &V,
+        ttl: u64,
+        now: u64,
+    ) -> u64
+    where
+        K: Eq,
+    {
+        let remaining = {
+            let mut store = self.shards[index].store.lock();
+            store
+                .find(hash, key)
+                .map(|pos| store.slot(pos).expires.saturating_sub(now))
+        };
+        let ttl = Duration::from_nanos(ttl);
+        nanos(match remaining {
+            Some(left) => expiry.expire_after_update(key, value, ttl, Duration::from_nanos(left)),
+            None => expiry.expire_after_create(key, value, ttl),
+        })
+    }
+
+    /// Hands what left the cache to the eviction listener, one entry at a
+    /// time (no lock is held); without one, drops it. Cached errors are not
+    /// told.
+    pub(super) fn dispose(&self, gone: Gone<K, V>) {
+        match &self.hooks.listener {
+            None => drop(gone),
+            Some(listener) => {
+                for (slot, cause) in gone.into_iter() {
+                    if let Cached::Value(v) = slot.value {
+                        tell(listener, slot.key, v, cause);
+                    }
+                }
+            }
+        }
     }
 
     /// Makes room for a new entry in shard `own`, which is empty while the
     /// cache is full: another shard gives up its policy's victim. Other
     /// shards are only tried, never waited for while `own` is held (the
     /// only place a thread holds two shards), so no two threads can wait on
-    /// each other; room freed meanwhile is taken instead.
+    /// each other; room freed meanwhile (`room` says) is taken instead.
+    /// With `pass_room`, the victim's place in the entry count passes to the
+    /// new entry.
     #[cold]
-    fn evict_elsewhere(&self, own: usize, gone: &mut Gone<K, V>) {
+    fn evict_elsewhere(
+        &self,
+        own: usize,
+        gone: &mut Gone<K, V>,
+        room: &dyn Fn() -> bool,
+        pass_room: bool,
+    ) {
         loop {
-            if self.reserve() {
+            if room() {
                 return;
             }
             for step in 1..self.shards.len() {
@@ -226,7 +418,11 @@ impl<K, V> Inner<K, V> {
                 };
                 if let Some(victim) = store.evict(self.window()) {
                     // Counted by the caller, with its own.
-                    gone.push(victim);
+                    gone.push(victim, RemovalCause::Size);
+                    if pass_room {
+                        store.freed.0 -= 1;
+                    }
+                    self.settle(&mut store);
                     return;
                 }
             }
@@ -311,7 +507,9 @@ impl<K, V> Drop for RefreshFlag<K, V> {
 
 #[derive(Default)]
 pub(super) struct Loaders {
-    pub(super) running: usize,
-    /// Set by the cache's drop: refreshes that have not started skip.
+    /// The running detached loaders' tokens, by an id of their own.
+    pub(super) tokens: Vec<(u64, CancelToken)>,
+    pub(super) next: u64,
+    /// Set by the cache's drop: loads that have not started skip.
     pub(super) closed: bool,
 }

@@ -1,12 +1,14 @@
 //! The cache's loaders that run on the caller's thread: `get_or_load`,
-//! `get_or_load_with_ttl`, `try_get_or_load`.
+//! `get_or_load_with_ttl`, `get_or_optionally_load`, `try_get_or_load`,
+//! `try_get_or_load_with_ttl`.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::inner::{Loaded, RefreshFlag, Writer};
+use super::flight::Absent;
+use super::inner::{Loaded, RefreshFlag};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
@@ -95,9 +97,9 @@ where
     {
         let (hash, _) = self.group.locate(key);
         let refresh = match self.lookup(hash, key, Mode::Load) {
-            Lookup::Fresh(Cached::Value(v)) => return v,
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return v,
             Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
-            Lookup::Fresh(Cached::Error(_)) | Lookup::Miss => None,
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
         };
         self.load_value(key, hash, ttl, refresh.is_some(), f)
     }
@@ -121,7 +123,7 @@ where
     {
         let mut f = Some(f);
         loop {
-            let loaded = self.load(key, hash, ttl, refresh, || {
+            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
                 Ok((f.take().expect("a flight runs its loader once"))())
             });
             match loaded {
@@ -132,7 +134,54 @@ where
         }
     }
 
+    /// Like [`get_or_load`](Self::get_or_load) for a loader that may find
+    /// nothing: `Some(v)` is cached as any load; `None` is shared with every
+    /// caller of that load and nothing is stored (the next call loads
+    /// again), and it is not counted as a failed load. For "not found"
+    /// answers that should be remembered, cache an `Option<V>` with
+    /// [`get_or_load`](Self::get_or_load) instead.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let users = [(1, "ada")];
+    /// let find = |id: u64| users.iter().find(|u| u.0 == id).map(|u| u.1.to_string());
+    /// let cache: TtlCache<u64, String> = TtlCache::new(Duration::from_secs(60));
+    /// assert_eq!(cache.get_or_optionally_load(&1, || find(1)).as_deref(), Some("ada"));
+    /// assert_eq!(cache.get_or_optionally_load(&2, || find(2)), None);
+    /// assert_eq!((cache.len(), cache.stats().loads), (1, 2), "the miss was not stored");
+    /// ```
+    #[track_caller]
+    pub fn get_or_optionally_load<Q>(&self, key: &Q, f: impl FnOnce() -> Option<V>) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let (hash, _) = self.group.locate(key);
+        let refresh = match self.lookup(hash, key, Mode::Load) {
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Some(v),
+            Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
+        };
+        let found = self.try_load_value(key, hash, self.inner.ttl, refresh.is_some(), || {
+            f().ok_or(Absent)
+        });
+        found.ok()
+    }
+
     /// Like [`get_or_load`](Self::get_or_load) for a loader that can fail.
+    ///
+    /// The error is put in an `Arc` once and every caller of that load gets
+    /// a clone of the `Arc`, so `E` need not be `Clone` (as moka shares
+    /// loader errors): a database or `io::Error`-carrying error type works as
+    /// it is.
     ///
     /// # Errors
     ///
@@ -151,98 +200,163 @@ where
     ///
     /// ```
     /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
+    /// use std::{io, time::Duration};
     ///
     /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
-    /// let r: Result<u32, String> = cache.try_get_or_load("k", || Err("timeout".into()));
-    /// assert_eq!(r, Err("timeout".to_string()));
+    /// let r = cache.try_get_or_load("k", || Err(io::Error::new(io::ErrorKind::TimedOut, "db")));
+    /// assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
     /// // Not cached: the next call loads again.
-    /// assert_eq!(cache.try_get_or_load::<_, String>("k", || Ok(5)), Ok(5));
+    /// assert_eq!(cache.try_get_or_load("k", || Ok::<_, io::Error>(5)).unwrap(), 5);
     /// ```
     #[track_caller]
-    pub fn try_get_or_load<Q, E>(&self, key: &Q, f: impl FnOnce() -> Result<V, E>) -> Result<V, E>
+    pub fn try_get_or_load<Q, E>(
+        &self,
+        key: &Q,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Shared<E>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        E: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        self.try_load_inline(key, self.inner.ttl, f)
+    }
+
+    /// [`try_get_or_load`](Self::try_get_or_load), caching a loaded value
+    /// for `ttl` instead of the default (a cached error keeps the
+    /// `error_ttl`).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_get_or_load`](Self::try_get_or_load).
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let short = Duration::from_secs(1);
+    /// assert_eq!(cache.try_get_or_load_with_ttl("k", short, || Ok::<_, String>(1)).unwrap(), 1);
+    /// clock.advance(short);
+    /// assert_eq!(cache.get("k"), None, "expired after its own TTL");
+    /// ```
+    #[track_caller]
+    pub fn try_get_or_load_with_ttl<Q, E>(
+        &self,
+        key: &Q,
+        ttl: Duration,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Shared<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Send + Sync + 'static,
+    {
+        self.try_load_inline(key, nanos(ttl), f)
+    }
+
+    #[track_caller]
+    fn try_load_inline<Q, E>(
+        &self,
+        key: &Q,
+        ttl: u64,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Shared<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Send + Sync + 'static,
     {
         let (hash, _) = self.group.locate(key);
         let (refresh, current) = match self.lookup(hash, key, Mode::TryLoad) {
-            Lookup::Fresh(Cached::Value(v)) => return Ok(v),
-            Lookup::Fresh(Cached::Error(e)) => match e.downcast_ref::<E>() {
-                Some(e) => return Err(e.clone()),
-                None => (None, None),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Ok(v),
+            Lookup::Fresh(Cached::Error(e)) => match e.downcast::<E>() {
+                Ok(e) => return Err(e),
+                Err(_) => (None, None),
             },
             Lookup::Stale(v, stamp) => (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v)),
-            Lookup::Miss => (None, None),
+            Lookup::Kept(_) | Lookup::Miss => (None, None),
         };
+        let loaded = self.try_load_value(key, hash, ttl, refresh.is_some(), f);
+        drop(refresh);
+        match loaded {
+            Err(_) if current.is_some() => Ok(current.expect("checked just above")),
+            loaded => loaded,
+        }
+    }
+
+    /// [`load`](Self::load) for a loader with error type `E`. Joining a load
+    /// that failed in a way this caller cannot share (another error type, a
+    /// refresh's panic) leaves it without an answer: that flight has ended,
+    /// so it loads again, as [`load_value`](Self::load_value) does.
+    pub(super) fn try_load_value<Q, E>(
+        &self,
+        key: &Q,
+        hash: u64,
+        ttl: u64,
+        refresh: bool,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, Shared<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Send + Sync + 'static,
+    {
         let mut f = Some(f);
-        let loaded = loop {
-            let loaded = self.load(key, hash, self.inner.ttl, refresh.is_some(), || {
+        loop {
+            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
                 (f.take().expect("a flight runs its loader once"))()
                     .map_err(|e| Shared::new(e) as AnyError)
             });
             match loaded {
-                // Joined a load that failed in a way this caller cannot
-                // share (another error type, a refresh's panic): that
-                // flight has ended, so load again, as `load_value` does.
-                Err(e) if f.is_some() && e.downcast_ref::<E>().is_none() => continue,
-                loaded => break loaded,
+                Ok(v) => return Ok(v),
+                Err(e) => match e.downcast::<E>() {
+                    Ok(e) => return Err(e),
+                    Err(_) if f.is_some() => continue,
+                    Err(_) => unreachable!("this caller's own loader fails with its own type"),
+                },
             }
-        };
-        drop(refresh);
-        match loaded {
-            Ok(v) => Ok(v),
-            Err(_) if current.is_some() => Ok(current.expect("checked just above")),
-            Err(e) => Err(e
-                .downcast_ref::<E>()
-                .expect("an error not of this caller's type was retried above")
-                .clone()),
         }
     }
 
-    /// Loads through the group. The flight's leader looks in the cache once
-    /// more (a load that just ended has stored its value), unless this is a
-    /// refresh, then runs `f` and stores the result before the flight ends.
-    fn load<Q>(
+    /// Loads through the group (see `Inner::lead`); returns the flight's
+    /// answer for this caller and whether it is a fail-safe one.
+    pub(super) fn load<Q>(
         &self,
         key: &Q,
         hash: u64,
         ttl: u64,
         refresh: bool,
         f: impl FnOnce() -> Loaded<V>,
-    ) -> Loaded<V>
+    ) -> (Loaded<V>, bool)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        self.group
-            .work_with(key, |flight| {
-                if !refresh {
-                    if let Lookup::Fresh(Cached::Value(v)) = self.lookup(hash, key, Mode::Recheck) {
-                        return Ok(v);
-                    }
-                }
-                self.inner.load_started(hash);
-                let start = self.inner.clock.now();
-                let loaded = f();
-                let delta = self.inner.clock.now().saturating_sub(start);
-                let (cached, ttl) = match &loaded {
-                    Ok(v) => (Cached::Value(v.clone()), ttl),
-                    Err(e) => {
-                        self.shard(hash).lock().counts.load_errors += 1;
-                        match self.inner.error_ttl {
-                            // A failed refresh keeps the current value.
-                            Some(error_ttl) if !refresh => (Cached::Error(e.clone()), error_ttl),
-                            _ => return loaded,
-                        }
-                    }
-                };
-                let writer = Writer::Load(&self.group.shards, flight);
-                self.inner
-                    .store(key.to_owned(), hash, cached, ttl, delta, writer);
-                loaded
-            })
-            .value
+        let mut mine = None;
+        let flight = self.group.work_with(key, |flight| {
+            self.inner.lead(
+                &self.group.shards,
+                flight,
+                key,
+                hash,
+                ttl,
+                refresh,
+                f,
+                &mut mine,
+            )
+        });
+        self.inner.answer(flight.value, mine, hash, key)
     }
 }

@@ -5,14 +5,16 @@ use crate::group::DefaultHashBuilder;
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Duration;
 
 use super::clock::nanos;
+use super::hooks::RemovalCause;
 use super::inner::{Inner, Loaded, Writer};
-use super::store::{Cached, Store};
+use super::store::{Cached, Gone, Store};
 use crate::group::Group;
 use crate::metrics::{CacheEvent, Stats};
-use crate::sync::{Mutex, MutexGuard, Shared};
+use crate::sync::{Mutex, MutexGuard, Ordering, Shared};
 
 /// A cache whose misses load through a [`Group`]: concurrent misses for a key
 /// run the loader once, and its value is cached for a time.
@@ -39,6 +41,21 @@ use crate::sync::{Mutex, MutexGuard, Shared};
 ///   every other caller keeps getting the current value at once
 ///   (stale-while-revalidate), and optionally a little before, at random
 ///   (`early_refresh`, the XFetch rule).
+/// - Cheap to [`Clone`]: a clone is another handle on the same entries and
+///   loads. For a `static`, build it in a
+///   [`LazyLock`](std::sync::LazyLock) (a builder cannot run in a `const`):
+///
+/// ```
+/// use singleflight_sync::TtlCache;
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+///
+/// static USERS: LazyLock<TtlCache<u64, String>> =
+///     LazyLock::new(|| TtlCache::new(Duration::from_secs(60)));
+/// assert_eq!(USERS.get_or_load(&1, || "ada".into()), "ada");
+/// let handle = USERS.clone();
+/// assert_eq!(handle.get(&1).as_deref(), Some("ada"), "the same entries");
+/// ```
 ///
 /// # Examples
 ///
@@ -57,23 +74,49 @@ pub struct TtlCache<K, V, S = DefaultHashBuilder> {
     pub(super) group: Group<K, Loaded<V>, S>,
 }
 
-/// Who looks: `get` (counted), a caller that may load or refresh (counted),
-/// one that may also be answered by a cached error (`try_get_or_load`), or
-/// a load's leader checking once more (not counted again).
+/// Another handle on the same entries and loads (as moka's `Cache` clones):
+/// an entry stored through one is read through every other, and a load led
+/// through one is joined through any. It costs two reference counts. The
+/// cache closes (see its `Drop`) when its last handle is dropped.
+impl<K, V, S: Clone> Clone for TtlCache<K, V, S> {
+    fn clone(&self) -> Self {
+        self.inner.handles.fetch_add(1, Ordering::Relaxed);
+        TtlCache {
+            inner: self.inner.clone(),
+            group: self.group.clone(),
+        }
+    }
+}
+
+/// A panic in a loader, `Hash`, `Eq`, `Clone`, `Drop`, a listener or a
+/// weigher never leaves the cache half-updated (as for [`Group`]), so a cache
+/// may be used across `catch_unwind` without `AssertUnwindSafe`.
+impl<K, V, S: RefUnwindSafe> RefUnwindSafe for TtlCache<K, V, S> {}
+
+impl<K, V, S: UnwindSafe> UnwindSafe for TtlCache<K, V, S> {}
+
+/// Who looks: `get`, a caller that may load or refresh, or one that may
+/// also be answered by a cached error (`try_get_or_load`). (A load's leader
+/// checks once more with `Inner::recheck`, not counted again.)
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
     Read,
     Load,
     TryLoad,
-    Recheck,
 }
 
 /// What a lookup found.
 pub(super) enum Lookup<V> {
-    /// A value, or (for `Mode::TryLoad` and `Mode::Recheck`) a cached error.
+    /// A value, or (for `Mode::TryLoad`) a cached error.
     Fresh(Cached<V>),
     /// A value due for a refresh, which this caller was chosen to start.
     Stale(V, u32),
+    /// A fail-safe answer: an expired value served for the throttle after
+    /// its reload failed.
+    Throttled(V),
+    /// An expired value the fail-safe keeps: a miss, with something to
+    /// answer if the load fails (or, past a soft timeout, takes too long).
+    Kept(V),
     Miss,
 }
 
@@ -100,18 +143,11 @@ where
         let now = self.inner.clock.now();
         let mut store = self.shard(hash).lock();
         let pos = store.find(hash, key);
-        if mode == Mode::Recheck {
-            return match pos {
-                Some(pos) if now < store.slot(pos).expires => {
-                    Lookup::Fresh(store.slot(pos).value.clone())
-                }
-                _ => Lookup::Miss,
-            };
-        }
         // The common case first, with nothing to move or drop.
         if let Some(p) = pos {
             let slot = store.slot(p);
-            if now < slot.expires && now < slot.refresh && self.inner.beta.is_none() {
+            if now < slot.expires && now < slot.refresh && self.inner.plain_hits && !slot.node.stale
+            {
                 if let Cached::Value(v) = &slot.value {
                     let v = v.clone();
                     store.counts.hits += 1;
@@ -140,12 +176,31 @@ where
     ) -> Lookup<V> {
         let (found, event, gone) = match pos {
             None => (Lookup::Miss, CacheEvent::Miss, None),
+            Some(pos)
+                if now >= store.slot(pos).expires
+                    && now < store.kept_until(pos, self.inner.max_stale) =>
+            {
+                // Expired, kept by the fail-safe: a miss for every caller,
+                // with a fallback for those that load.
+                match &store.slot(pos).value {
+                    Cached::Value(v) if mode != Mode::Read => {
+                        (Lookup::Kept(v.clone()), CacheEvent::Miss, None)
+                    }
+                    _ => (Lookup::Miss, CacheEvent::Miss, None),
+                }
+            }
             Some(pos) if now >= store.slot(pos).expires => {
                 store.counts.expirations += 1;
-                self.inner.removed(1);
-                (Lookup::Miss, CacheEvent::Miss, Some(store.remove(pos)))
+                let mut gone = Gone::new();
+                gone.push(store.remove(pos), RemovalCause::Expired);
+                self.inner.settle(&mut store);
+                (Lookup::Miss, CacheEvent::Miss, Some(gone))
             }
             Some(pos) => {
+                if let Some(idle) = self.inner.time_to_idle {
+                    let deadline = store.extra(pos).deadline;
+                    store.slot(pos).expires = deadline.min(now.saturating_add(idle));
+                }
                 let slot = store.slot(pos);
                 match &slot.value {
                     // Only `try_get_or_load` can answer with a cached error;
@@ -157,6 +212,9 @@ where
                         None,
                     ),
                     Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
+                    Cached::Value(v) if slot.node.stale => {
+                        (Lookup::Throttled(v.clone()), CacheEvent::FailSafeHit, None)
+                    }
                     Cached::Value(v) => {
                         let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
                         if may_refresh && !slot.node.refreshing && self.inner.refresh_due(slot, now)
@@ -186,6 +244,7 @@ where
             CacheEvent::Hit => store.counts.hits += 1,
             CacheEvent::StaleHit => store.counts.stale_hits += 1,
             CacheEvent::NegativeHit => store.counts.negative_hits += 1,
+            CacheEvent::FailSafeHit => store.counts.fail_safe_hits += 1,
             _ => store.counts.misses += 1,
         }
         drop(store);
@@ -196,7 +255,9 @@ where
             }
             m.cache_event(self.group.name(), event);
         }
-        drop(gone);
+        if let Some(gone) = gone {
+            self.inner.dispose(gone);
+        }
         found
     }
 
@@ -217,7 +278,7 @@ where
     {
         let (hash, _) = self.group.locate(key);
         match self.lookup(hash, key, Mode::Read) {
-            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) => Some(v),
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Stale(v, _) | Lookup::Throttled(v) => Some(v),
             _ => None,
         }
     }
@@ -288,78 +349,8 @@ where
             nanos(ttl),
             0,
             Writer::Insert(&release),
+            None,
         );
-    }
-
-    /// Removes `key`'s entry, and makes a load running for it now leave its
-    /// value out of the cache (its callers still get it) and stop taking new
-    /// callers. Returns whether an entry was removed.
-    ///
-    /// Loads of other keys are never disturbed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
-    ///
-    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
-    /// cache.insert("k".to_string(), 1);
-    /// assert!(cache.invalidate("k"));
-    /// assert!(!cache.invalidate("k"), "already gone");
-    /// // Invalidated while loading: the caller gets the value, the cache does not.
-    /// let v = cache.get_or_load("k", || {
-    ///     cache.invalidate("k");
-    ///     2
-    /// });
-    /// assert_eq!((v, cache.get("k")), (2, None));
-    /// ```
-    pub fn invalidate<Q>(&self, key: &Q) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let (hash, _) = self.group.locate(key);
-        let mut store = self.shard(hash).lock();
-        let gone = store.find(hash, key).map(|pos| store.remove(pos));
-        self.inner.removed(usize::from(gone.is_some()));
-        // Under the shard lock, so a load of `key` cannot store between the
-        // removal and the release (see `Inner::store`).
-        self.group.forget(key);
-        drop(store);
-        gone.is_some()
-    }
-
-    /// Removes every entry; loads running now leave their values out.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use singleflight_sync::TtlCache;
-    /// use std::time::Duration;
-    ///
-    /// let cache: TtlCache<String, u32> = TtlCache::new(Duration::from_secs(60));
-    /// cache.insert("a".to_string(), 1);
-    /// cache.insert("b".to_string(), 2);
-    /// cache.clear();
-    /// assert!(cache.is_empty());
-    /// let v = cache.get_or_load("a", || {
-    ///     cache.clear();
-    ///     3
-    /// });
-    /// assert_eq!((v, cache.get("a")), (3, None), "a load running during clear is not kept");
-    /// ```
-    pub fn clear(&self) {
-        for (index, shard) in self.inner.shards.iter().enumerate() {
-            let mut store = shard.store.lock();
-            let gone = store.clear();
-            self.inner.removed(gone.len());
-            // Under this shard's lock, as `invalidate` does, and only the
-            // loads of this shard's keys.
-            self.group.release_cache_shard(index, self.inner.mask);
-            drop(store);
-            drop(gone);
-        }
     }
 
     /// How many callers are waiting for the load of `key` that is running now
@@ -439,6 +430,29 @@ where
     /// ```
     pub fn len(&self) -> usize {
         self.inner.len()
+    }
+
+    /// The total weight of the entries held (expired ones not yet reclaimed
+    /// included), as the [`weigher`](crate::TtlCacheBuilder::weigher)
+    /// weighed them; never above `max_weight`. 0 without a weigher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::TtlCache;
+    /// use std::time::Duration;
+    ///
+    /// let cache: TtlCache<String, String> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .weigher(|k: &String, v: &String| (k.len() + v.len()) as u32)
+    ///     .max_weight(100)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert("ab".into(), "cde".into());
+    /// assert_eq!(cache.weighted_size(), 5);
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.weight.load(Ordering::Relaxed)
     }
 
     /// Whether [`len`](Self::len) is 0.

@@ -56,6 +56,9 @@ pub(crate) struct Node {
     /// Not the policy's: the owner's flag that a refresh of this entry is
     /// running, kept here because it fills the node's padding.
     pub(crate) refreshing: bool,
+    /// Not the policy's either: the owner's flag that this entry is a
+    /// fail-safe answer (an expired value kept because its reload failed).
+    pub(crate) stale: bool,
 }
 
 impl Default for Node {
@@ -66,6 +69,7 @@ impl Default for Node {
             region: Region::Window,
             referenced: false,
             refreshing: false,
+            stale: false,
         }
     }
 }

@@ -1,18 +1,25 @@
-//! Refreshes that run on the spawner (`get_or_load_detached`), and the
-//! cache's drop, which waits for the refreshes it started.
+//! Loads that run on the spawner: the refreshes of `get_or_load_detached`
+//! and `try_get_or_load_detached`, and the whole loads of
+//! `get_or_load_entry_detached`; each loader gets a `CancelToken`, which
+//! the cache's drop cancels, waiting for them a bounded time.
 
 use std::borrow::Borrow;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hash};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
 
-use super::inner::{Inner, RefreshFlag, Writer};
+use crossbeam_channel::Receiver;
+
+use super::inner::{Inner, Loaded, RefreshFlag};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
 use super::TtlCache;
+use crate::call::Reply;
+use crate::cancel::CancelToken;
 use crate::error::LeaderPanicked;
-use crate::sync::Shared;
+use crate::sync::{Ordering, Shared};
 
 impl<K, V, S> TtlCache<K, V, S>
 where
@@ -25,6 +32,10 @@ where
     /// entry stale starts it and, like everyone else, gets the current value.
     /// A miss still loads on the caller's thread, as nobody has a value to
     /// return meanwhile.
+    ///
+    /// `f` gets a [`CancelToken`]: a refresh's token is cancelled when the
+    /// cache's last handle is dropped (see `Drop`), so a long loader can stop
+    /// early; a miss loaded here gets a token that is never cancelled.
     ///
     /// # Panics
     ///
@@ -47,9 +58,9 @@ where
     ///     .clock(clock.clone())
     ///     .build()
     ///     .unwrap();
-    /// assert_eq!(cache.get_or_load_detached("k", || 1), 1, "a miss loads here");
+    /// assert_eq!(cache.get_or_load_detached("k", |_| 1), 1, "a miss loads here");
     /// clock.advance(Duration::from_secs(30));
-    /// assert_eq!(cache.get_or_load_detached("k", || 2), 1, "stale: served, refresh started");
+    /// assert_eq!(cache.get_or_load_detached("k", |_| 2), 1, "stale: served, refresh started");
     /// // The refresh runs on a thread of its own.
     /// while cache.get("k") != Some(2) {
     ///     std::thread::yield_now();
@@ -59,53 +70,131 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        F: FnOnce() -> V + Send + 'static,
+        F: FnOnce(&CancelToken) -> V + Send + 'static,
     {
         let (hash, _) = self.group.locate(key);
         match self.lookup(hash, key, Mode::Load) {
-            Lookup::Fresh(Cached::Value(v)) => v,
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => v,
             Lookup::Stale(v, stamp) => {
-                self.refresh_detached(key, hash, stamp, f);
+                self.refresh_detached(key, hash, stamp, move |token| Ok(f(token)));
                 v
             }
-            _ => self.load_value(key, hash, self.inner.ttl, false, f),
+            _ => self.load_value(key, hash, self.inner.ttl, false, || f(&CancelToken::new())),
         }
     }
 
-    fn refresh_detached<Q, F>(&self, key: &Q, hash: u64, stamp: u32, f: F)
+    /// [`get_or_load_detached`](Self::get_or_load_detached) for a loader
+    /// that can fail: a miss loads here as
+    /// [`try_get_or_load`](Self::try_get_or_load) does; a refresh runs on
+    /// the spawner, and if it fails the current value stays (until it
+    /// expires) and the error is counted in
+    /// [`Stats::load_errors`](crate::Stats::load_errors).
+    ///
+    /// # Errors
+    ///
+    /// For a miss, `f`'s error, shared by every caller of that load (as
+    /// [`try_get_or_load`](Self::try_get_or_load)). A refresh's error reaches
+    /// no caller.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load_detached`](Self::get_or_load_detached).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use singleflight_sync::{ManualClock, TtlCache};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: TtlCache<String, u32> = TtlCache::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .refresh_after(Duration::from_secs(30))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(cache.try_get_or_load_detached("k", |_| Err::<u32, _>("down")).is_err());
+    /// assert_eq!(cache.try_get_or_load_detached("k", |_| Ok::<_, &str>(1)).unwrap(), 1);
+    /// clock.advance(Duration::from_secs(30));
+    /// // Stale: served at once; the refresh fails on its thread and the value stays.
+    /// assert_eq!(cache.try_get_or_load_detached("k", |_| Err("down")).unwrap(), 1);
+    /// while cache.stats().load_errors < 2 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(cache.get("k"), Some(1));
+    /// ```
+    pub fn try_get_or_load_detached<Q, E, F>(&self, key: &Q, f: F) -> Result<V, Shared<E>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        F: FnOnce() -> V + Send + 'static,
+        E: Send + Sync + 'static,
+        F: FnOnce(&CancelToken) -> Result<V, E> + Send + 'static,
+    {
+        let (hash, _) = self.group.locate(key);
+        let here = |f: F| move || f(&CancelToken::new());
+        match self.lookup(hash, key, Mode::TryLoad) {
+            Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => Ok(v),
+            Lookup::Fresh(Cached::Error(e)) => match e.downcast::<E>() {
+                Ok(e) => Err(e),
+                Err(_) => self.try_load_value(key, hash, self.inner.ttl, false, here(f)),
+            },
+            Lookup::Stale(v, stamp) => {
+                self.refresh_detached(key, hash, stamp, move |token| {
+                    f(token).map_err(|e| Shared::new(e) as AnyError)
+                });
+                Ok(v)
+            }
+            Lookup::Kept(_) | Lookup::Miss => {
+                self.try_load_value(key, hash, self.inner.ttl, false, here(f))
+            }
+        }
+    }
+
+    pub(super) fn refresh_detached<Q, F>(&self, key: &Q, hash: u64, stamp: u32, f: F)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> Result<V, AnyError> + Send + 'static,
     {
         let flag = RefreshFlag::new(&self.inner, hash, stamp);
-        let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
-        let flights = self.group.shards.clone();
         // The receiver is dropped at once: nobody waits, the flight goes on,
         // and its value is dropped after it is stored.
-        drop(self.group.do_chan_with(key, move |_, flight| {
+        drop(self.spawn_load(key, hash, true, move |token| {
             let _flag = flag;
-            let Some(_running) = Running::enter(&inner) else {
-                return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
-            };
-            inner.load_started(hash);
-            let start = inner.clock.now();
             // Caught here, not by the group: a caller whose entry expired
             // meanwhile may join this flight, and must load for itself
             // rather than inherit a panic its own loader never raised.
-            let v = match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => v,
-                Err(payload) => {
-                    inner.shard_of(hash).lock().counts.load_errors += 1;
-                    let cause = LeaderPanicked::from_payload(&*payload, inner.name);
-                    return Err(Shared::new(RefreshPanicked(cause)) as AnyError);
-                }
-            };
-            let delta = inner.clock.now().saturating_sub(start);
-            let writer = Writer::Load(&flights, flight);
-            inner.store(owned, hash, Cached::Value(v.clone()), ttl, delta, writer);
-            Ok(v)
+            panic::catch_unwind(AssertUnwindSafe(|| f(token))).unwrap_or_else(|payload| {
+                let cause = LeaderPanicked::from_payload(&*payload, None);
+                Err(Shared::new(RefreshPanicked(cause)) as AnyError)
+            })
         }));
+    }
+
+    /// Starts a load of `key` on the spawner (or joins the one running),
+    /// led as any load is (`Inner::lead`), and answers on the receiver. A
+    /// refresh (`refresh`) keeps the current value when it fails.
+    pub(super) fn spawn_load<Q, F>(
+        &self,
+        key: &Q,
+        hash: u64,
+        refresh: bool,
+        f: F,
+    ) -> Receiver<Reply<Loaded<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&CancelToken) -> Loaded<V> + Send + 'static,
+    {
+        let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
+        let flights = self.group.shards.clone();
+        self.group.do_chan_with(key, move |token, flight| {
+            let Some(_running) = Running::enter(&inner, token) else {
+                return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
+            };
+            let load = || f(token);
+            inner.lead_owned(&flights, flight, owned, hash, ttl, refresh, load)
+        })
     }
 }
 
@@ -122,24 +211,28 @@ std::thread_local! {
     static LOADING: Cell<usize> = const { Cell::new(0) };
 }
 
-/// A detached refresh loader, counted while it runs.
+/// A detached loader, counted (with its token) while it runs.
 struct Running<K, V> {
     inner: Shared<Inner<K, V>>,
     outer: usize,
+    id: u64,
 }
 
 impl<K, V> Running<K, V> {
-    /// `None` once the cache is dropped: the refresh then skips its loader.
-    fn enter(inner: &Shared<Inner<K, V>>) -> Option<Self> {
+    /// `None` once the cache is dropped: the load then skips its loader.
+    fn enter(inner: &Shared<Inner<K, V>>, token: &CancelToken) -> Option<Self> {
         let mut loaders = inner.loaders.lock();
         if loaders.closed {
             return None;
         }
-        loaders.running += 1;
+        loaders.next += 1;
+        let id = loaders.next;
+        loaders.tokens.push((id, token.clone()));
         let outer = LOADING.with(|l| l.replace(Shared::as_ptr(inner) as usize));
         Some(Running {
             inner: inner.clone(),
             outer,
+            id,
         })
     }
 }
@@ -148,23 +241,39 @@ impl<K, V> Drop for Running<K, V> {
     fn drop(&mut self) {
         LOADING.with(|l| l.set(self.outer));
         let mut loaders = self.inner.loaders.lock();
-        loaders.running -= 1;
+        loaders.tokens.retain(|(id, _)| *id != self.id);
         self.inner.loaders_done.notify_all();
     }
 }
 
 impl<K, V, S> Drop for TtlCache<K, V, S> {
-    /// Waits for the detached refresh loaders of this cache that are running
-    /// (their closures take no cancel token); a refresh that has not started
-    /// yet skips its loader, so no loader runs once the drop returns. A drop
-    /// from inside one of this cache's own refresh loaders (it held the last
-    /// handle) does not wait for that loader.
+    /// Dropping a clone only lets go of it. The last handle's drop closes
+    /// the cache: a detached load (a refresh, or a load of
+    /// `get_or_load_entry_detached`) that has not started skips its loader;
+    /// the running ones have their [`CancelToken`] cancelled, and the drop
+    /// waits for them to return for at most the builder's `drop_timeout`
+    /// (1 s by default), then returns even if a loader hangs. A loader that
+    /// ignores its token keeps its own thread until it returns; what it
+    /// loads is dropped with the last reference to the cache's entries. A
+    /// drop from inside one of this cache's own detached loaders (it held
+    /// the last handle) does not wait for that loader.
     fn drop(&mut self) {
+        if self.inner.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
         let me = usize::from(LOADING.with(|l| l.get()) == Shared::as_ptr(&self.inner) as usize);
+        let deadline = Instant::now().checked_add(self.inner.drop_timeout);
         let mut loaders = self.inner.loaders.lock();
         loaders.closed = true;
-        while loaders.running > me {
-            loaders = self.inner.loaders_done.wait(loaders);
+        for (_, token) in &loaders.tokens {
+            token.cancel();
+        }
+        while loaders.tokens.len() > me {
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => break,
+                Some(deadline) => loaders = self.inner.loaders_done.wait_until(loaders, deadline),
+                None => loaders = self.inner.loaders_done.wait(loaders),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use std::borrow::Borrow;
 
 use hashbrown::HashTable;
 
+use super::hooks::RemovalCause;
 use super::policy::{Node, Nodes, Policy, INITIAL_WINDOW};
 use crate::metrics::CacheCounts;
 use crate::sync::Shared;
@@ -64,6 +65,11 @@ impl<K, V> Slot<K, V> {
         u64::from(self.delta_micros) * 1_000
     }
 
+    /// The low half of the key's hash (see [`Store::find_stamp`]).
+    pub(crate) fn short(&self) -> u32 {
+        self.short
+    }
+
     pub(crate) fn set_delta(&mut self, nanos: u64) {
         self.delta_micros = u32::try_from(nanos / 1_000).unwrap_or(u32::MAX);
     }
@@ -90,6 +96,19 @@ impl<K, V> Nodes for Arena<'_, K, V> {
     }
 }
 
+/// What an entry needs only with a weigher or a time to idle: kept beside
+/// the slab, not in the slot, so a cache without them pays nothing.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Extra {
+    pub(crate) weight: u32,
+    /// When the entry's time to live ends: a hit moves `expires` to
+    /// `now + time_to_idle`, never past this.
+    pub(crate) deadline: u64,
+    /// With a fail-safe: until when the value may be served stale, counted
+    /// from its first expiry (a throttled stale answer keeps it).
+    pub(crate) stale_until: u64,
+}
+
 #[repr(C)]
 pub(crate) struct Store<K, V> {
     /// First, so `hits` shares the lock word's cache line.
@@ -104,14 +123,21 @@ pub(crate) struct Store<K, V> {
     next_stamp: u32,
     /// The window fraction the policy was last given.
     window: f64,
+    /// One per slot, in step with `slots`, when the cache has a weigher or a
+    /// time to idle; empty otherwise.
+    extras: Vec<Extra>,
+    with_extras: bool,
+    /// Entries and weight taken out since the owner last settled them with
+    /// the cache-wide counts (see `Inner::settle`).
+    pub(crate) freed: (usize, u64),
 }
 
 /// Slots taken out under a shard's lock, to drop after it: the one a write
 /// usually evicts is kept inline, so a miss into a full cache allocates
 /// nothing for it; more (expired ones swept on the way) go to the heap.
 pub(crate) struct Gone<K, V> {
-    first: Option<Slot<K, V>>,
-    more: Vec<Slot<K, V>>,
+    first: Option<(Slot<K, V>, RemovalCause)>,
+    more: Vec<(Slot<K, V>, RemovalCause)>,
 }
 
 impl<K, V> Gone<K, V> {
@@ -122,10 +148,10 @@ impl<K, V> Gone<K, V> {
         }
     }
 
-    pub(crate) fn push(&mut self, slot: Slot<K, V>) {
+    pub(crate) fn push(&mut self, slot: Slot<K, V>, cause: RemovalCause) {
         match self.first {
-            None => self.first = Some(slot),
-            Some(_) => self.more.push(slot),
+            None => self.first = Some((slot, cause)),
+            Some(_) => self.more.push((slot, cause)),
         }
     }
 
@@ -133,8 +159,21 @@ impl<K, V> Gone<K, V> {
         usize::from(self.first.is_some()) + self.more.len()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot<K, V>> {
+    pub(crate) fn first_mut(&mut self) -> Option<&mut (Slot<K, V>, RemovalCause)> {
+        self.first.as_mut()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(Slot<K, V>, RemovalCause)> {
         self.first.iter().chain(&self.more)
+    }
+
+    pub(crate) fn into_iter(self) -> impl Iterator<Item = (Slot<K, V>, RemovalCause)> {
+        self.first.into_iter().chain(self.more)
+    }
+
+    /// How many left for `cause`.
+    pub(crate) fn count(&self, cause: RemovalCause) -> u64 {
+        self.iter().filter(|(_, c)| *c == cause).count() as u64
     }
 }
 
@@ -146,8 +185,11 @@ pub(crate) const SHARD_LIMIT: usize = u32::MAX as usize - 1;
 pub(crate) const SWEEP: usize = 4;
 
 impl<K, V> Store<K, V> {
-    pub(crate) fn new(share: usize) -> Self {
+    pub(crate) fn new(share: usize, with_extras: bool) -> Self {
         Store {
+            extras: Vec::new(),
+            with_extras,
+            freed: (0, 0),
             index: HashTable::new(),
             slots: Vec::new(),
             policy: Policy::new(share),
@@ -202,10 +244,34 @@ impl<K, V> Store<K, V> {
         self.take_out(pos)
     }
 
+    /// Until when the slot at `pos` may be kept: its expiry, or with a
+    /// fail-safe's `grace`, its stale limit.
+    #[inline]
+    pub(crate) fn kept_until(&self, pos: usize, grace: u64) -> u64 {
+        match grace {
+            0 => self.slots[pos].expires,
+            _ => self.extras[pos].stale_until,
+        }
+    }
+
+    /// The extras of the slot at `pos`; only with `with_extras`.
+    #[inline]
+    pub(crate) fn extra(&mut self, pos: usize) -> &mut Extra {
+        &mut self.extras[pos]
+    }
+
+    pub(crate) fn with_extras(&self) -> bool {
+        self.with_extras
+    }
+
     /// Takes the slot at `pos` out of the index and the slab (the policy has
     /// let go of it); the last slot moves into its place.
     fn take_out(&mut self, pos: usize) -> Slot<K, V> {
         let last = self.slots.len() - 1;
+        self.freed.0 += 1;
+        if self.with_extras {
+            self.freed.1 += u64::from(self.extras.swap_remove(pos).weight);
+        }
         let short = self.slots[pos].short;
         if let Ok(entry) = self.index.find_entry(spread(short), |&p| p as usize == pos) {
             entry.remove();
@@ -224,16 +290,25 @@ impl<K, V> Store<K, V> {
 
     /// Puts `slot` in place of the slot at `pos` (the same key), keeping its
     /// place in the policy as a use of it; returns the old slot.
-    pub(crate) fn replace(&mut self, pos: usize, mut slot: Slot<K, V>) -> Slot<K, V> {
+    pub(crate) fn replace(&mut self, pos: usize, mut slot: Slot<K, V>, extra: Extra) -> Slot<K, V> {
+        if self.with_extras {
+            let old = std::mem::replace(&mut self.extras[pos], extra);
+            self.freed.1 += u64::from(old.weight);
+        }
         slot.stamp = self.stamp();
+        let stale = slot.node.stale;
         slot.node = self.slots[pos].node;
+        slot.node.stale = stale;
         slot.node.referenced = true;
         slot.node.refreshing = false;
         std::mem::replace(&mut self.slots[pos], slot)
     }
 
     /// Adds the slot of a key not in the shard. The caller has made room.
-    pub(crate) fn insert_new(&mut self, mut slot: Slot<K, V>) {
+    pub(crate) fn insert_new(&mut self, mut slot: Slot<K, V>, extra: Extra) {
+        if self.with_extras {
+            self.extras.push(extra);
+        }
         slot.stamp = self.stamp();
         let pos = self.slots.len();
         if pos == self.slots.capacity() {
@@ -276,16 +351,23 @@ impl<K, V> Store<K, V> {
         self.next_stamp
     }
 
-    /// Removes expired slots among the next `budget` the sweep cursor passes.
-    pub(crate) fn sweep_expired(&mut self, now: u64, budget: usize, gone: &mut Gone<K, V>) {
+    /// Removes expired slots among the next `budget` the sweep cursor passes
+    /// (kept `grace` past expiry, for a fail-safe).
+    pub(crate) fn sweep_expired(
+        &mut self,
+        now: u64,
+        grace: u64,
+        budget: usize,
+        gone: &mut Gone<K, V>,
+    ) {
         for _ in 0..budget {
             if self.slots.is_empty() {
                 break;
             }
             let pos = self.sweep % self.slots.len();
-            if self.slots[pos].expires <= now {
+            if self.kept_until(pos, grace) <= now {
                 // The last slot moves into `pos`: look at `pos` again.
-                gone.push(self.remove(pos));
+                gone.push(self.remove(pos), RemovalCause::Expired);
             } else {
                 self.sweep = pos + 1;
             }
@@ -297,7 +379,27 @@ impl<K, V> Store<K, V> {
         self.index.clear();
         self.policy.clear();
         self.sweep = 0;
+        self.freed.0 += self.slots.len();
+        self.freed.1 += self
+            .extras
+            .drain(..)
+            .map(|e| u64::from(e.weight))
+            .sum::<u64>();
         std::mem::take(&mut self.slots)
+    }
+
+    /// The slots, for a walk over the shard (`iter`, `retain`).
+    pub(crate) fn slots(&self) -> &[Slot<K, V>] {
+        &self.slots
+    }
+
+    /// The position of the slot whose contents are stamped `stamp`, its key's
+    /// hash having the low half `short`.
+    pub(crate) fn find_stamp(&self, short: u32, stamp: u32) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(spread(short), |&p| slots[p as usize].stamp == stamp)
+            .map(|&p| p as usize)
     }
 
     /// Lets a later caller refresh the slot stamped `stamp`, if it is still
@@ -325,10 +427,13 @@ mod tests {
 
     #[test]
     fn removing_keeps_the_index_and_the_policy_in_step() {
-        let mut store: Store<u64, u64> = Store::new(8);
+        let mut store: Store<u64, u64> = Store::new(8, false);
         let hash = |k: u64| k.wrapping_mul(0x2545_F491_4F6C_DD1D);
         for k in 0..8 {
-            store.insert_new(Slot::new(k, hash(k), Cached::Value(k), u64::MAX));
+            store.insert_new(
+                Slot::new(k, hash(k), Cached::Value(k), u64::MAX),
+                Extra::default(),
+            );
         }
         let pos = store.find(hash(3), &3).unwrap();
         assert_eq!(store.remove(pos).key, 3);

@@ -44,11 +44,25 @@ pub type DefaultHashBuilder = foldhash::fast::RandomState;
 /// is sharded and `f` never runs under a lock, so distinct keys never wait
 /// for each other.
 ///
-/// Fallible work is `V = Result<T, E>` with `E: Clone`: an error goes to every
-/// caller of that flight and is never remembered.
+/// Fallible work is `V = Result<T, Arc<E>>`, with
+/// [`try_work`](Self::try_work) and its deadline variants: one error, in an
+/// `Arc`, goes to every caller of that flight (so `E` need not be `Clone`) and
+/// is never remembered. (`V = Result<T, E>` with `E: Clone` works with
+/// [`work`](Self::work) too.)
 ///
-/// `Group` is `Send + Sync` when `K`, `V` and `S` are `Send` (and `S: Sync`);
-/// share it with an `Arc` or a `static`.
+/// `Group` is `Send + Sync` when `K`, `V` and `S` are `Send` (and `S: Sync`).
+/// It is cheap to [`Clone`]: a clone is another handle on the same flights
+/// (a flight led through one handle is joined through any other), so hand
+/// one to each thread, or keep one in a `static` with
+/// [`LazyLock`](std::sync::LazyLock):
+///
+/// ```
+/// use singleflight_sync::Group;
+/// use std::sync::LazyLock;
+///
+/// static REPORTS: LazyLock<Group<String, u64>> = LazyLock::new(Group::new);
+/// assert_eq!(REPORTS.work("daily", || 7), 7);
+/// ```
 ///
 /// # Examples
 ///
@@ -80,6 +94,21 @@ pub struct Group<K, V, S = DefaultHashBuilder> {
 impl<K, V, S: RefUnwindSafe> RefUnwindSafe for Group<K, V, S> {}
 
 impl<K, V, S: UnwindSafe> UnwindSafe for Group<K, V, S> {}
+
+/// Another handle on the same flights, sharing the counters, spawner and
+/// observer; it costs a reference count, not a copy of the map.
+impl<K, V, S: Clone> Clone for Group<K, V, S> {
+    fn clone(&self) -> Self {
+        Group {
+            shards: self.shards.clone(),
+            mask: self.mask,
+            hasher: self.hasher.clone(),
+            name: self.name,
+            spawner: self.spawner.clone(),
+            observer: self.observer.clone(),
+        }
+    }
+}
 
 impl<K, V> Default for Group<K, V> {
     fn default() -> Self {
