@@ -83,6 +83,10 @@ mod group;
 
 mod cache;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+
 #[doc = include_str!("guide.md")]
 pub mod guide {}
 

@@ -153,6 +153,16 @@ pub(crate) type Shared<T> = std::sync::Arc<T>;
 /// Immutable text shared by many callers (a panic message).
 pub(crate) type Text = Shared<str>;
 
+/// A weak [`Shared`]: how a helper thread (the fleet's subscriber) refers
+/// to state it must not keep alive.
+#[cfg(feature = "redis")]
+pub(crate) type SharedWeak<T> = std::sync::Weak<T>;
+
+/// Process-wide state made once (the fleet's token seeds): not
+/// coordination, so std's under loom too.
+#[cfg(feature = "redis")]
+pub(crate) type Once<T> = std::sync::OnceLock<T>;
+
 /// How many shards a group gets by default: a few per core, so that threads
 /// on distinct keys rarely share a lock. Read once per process; not part of
 /// the coordination, so it uses std's `OnceLock` under loom too.
