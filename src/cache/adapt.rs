@@ -89,7 +89,7 @@ impl Miniature {
         let hash = hash.rotate_right(32) ^ hash;
         let entries = &self.entries;
         if let Some(&i) = self.index.find(hash, |&i| entries[i as usize].1 == hash) {
-            self.policy.hit(&mut Entries(&mut self.entries), i, hash);
+            self.policy.hit(&mut Entries(&mut self.entries), i);
             return;
         }
         self.misses += 1;

@@ -154,6 +154,24 @@ mod tests {
     }
 
     #[test]
+    fn counts_halve_after_aging_additions_a_block() {
+        // 1,024 entries: the 16 KiB floor, 256 blocks.
+        let mut sketch = Sketch::new(1024);
+        assert_eq!(sketch.blocks.len(), 256);
+        let period = 256 * super::AGING;
+        let hash = |k: u64| k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..8 {
+            sketch.increment(hash(0));
+        }
+        for k in 1..(period - 8) as u64 {
+            sketch.increment(hash(k));
+        }
+        assert!(sketch.frequency(hash(0)) >= 8, "not aged yet");
+        sketch.increment(hash(u64::MAX));
+        assert!(sketch.frequency(hash(0)) <= 7, "halved at the period");
+    }
+
+    #[test]
     fn neighbouring_nibbles_do_not_disturb_each_other() {
         let mut sketch = Sketch::new(4096);
         for k in 0..200u64 {
