@@ -9,8 +9,8 @@
 /// Caffeine's): on the replay tool's Zipf traces this was 0.5 to 2 points
 /// of hit ratio above 8 bytes, where collisions among the many keys seen
 /// once let cold candidates win admission; 32 bytes gained another 0.2 to
-/// 1. Counts are halved every `sample` additions (see [`AGING`]), so old
-/// popularity fades.
+/// 1 point. Counts are halved every `sample` additions (see [`AGING`]), so
+/// old popularity fades.
 pub(crate) struct Sketch {
     blocks: Box<[[u8; 64]]>,
     mask: u64,
