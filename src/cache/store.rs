@@ -230,10 +230,7 @@ impl<K, V> Store<K, V> {
     #[inline]
     pub(crate) fn record(&mut self, hash: u64, pos: Option<usize>) {
         match pos {
-            Some(pos) => {
-                self.policy
-                    .hit(&mut Arena(&mut self.slots), pos as u32, spread(hash as u32))
-            }
+            Some(pos) => self.policy.hit(&mut Arena(&mut self.slots), pos as u32),
             None => self.policy.record(spread(hash as u32)),
         }
     }
