@@ -73,6 +73,11 @@ mod imp {
     pub(crate) fn thread_token() -> usize {
         TOKEN.with(|t| t as *const u8 as usize)
     }
+
+    /// Lets another thread run: a spin that waits for one must yield here.
+    pub(crate) fn yield_now() {
+        std::thread::yield_now();
+    }
 }
 
 #[cfg(loom)]
@@ -140,6 +145,11 @@ mod imp {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         loom::thread::current().id().hash(&mut h);
         (h.finish() as usize) | 1
+    }
+
+    /// loom's yield, so a model's spin lets the other threads run.
+    pub(crate) fn yield_now() {
+        loom::thread::yield_now();
     }
 }
 

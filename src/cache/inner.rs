@@ -430,7 +430,7 @@ impl<K, V> Inner<K, V> {
                     return false;
                 }
             }
-            std::thread::yield_now();
+            sync::yield_now();
         }
     }
 
