@@ -313,14 +313,33 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         E: Send + Sync + 'static,
     {
+        self.try_load_entry(key, hash, ttl, refresh, f)
+            .map(|(v, _)| v)
+    }
+
+    /// [`try_load_value`](Self::try_load_value), also saying whether the
+    /// value is a fail-safe answer.
+    pub(super) fn try_load_entry<Q, E>(
+        &self,
+        key: &Q,
+        hash: u64,
+        ttl: u64,
+        refresh: bool,
+        f: impl FnOnce() -> Result<V, E>,
+    ) -> Result<(V, bool), Shared<E>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        E: Send + Sync + 'static,
+    {
         let mut f = Some(f);
         loop {
-            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
+            let (loaded, stale) = self.load(key, hash, ttl, refresh, || {
                 (f.take().expect("a flight runs its loader once"))()
                     .map_err(|e| Shared::new(e) as AnyError)
             });
             match loaded {
-                Ok(v) => return Ok(v),
+                Ok(v) => return Ok((v, stale)),
                 Err(e) => match e.downcast::<E>() {
                     Ok(e) => return Err(e),
                     Err(_) if f.is_some() => continue,

@@ -231,21 +231,8 @@ where
             }
             Lookup::Kept(_) | Lookup::Miss => {}
         }
-        let mut f = Some(f);
-        loop {
-            let (loaded, stale) = self.load(key, hash, self.inner.ttl, false, || {
-                (f.take().expect("a flight runs its loader once"))()
-                    .map_err(|e| Shared::new(e) as AnyError)
-            });
-            match loaded {
-                Ok(value) => return Ok(Entry { value, stale }),
-                Err(e) => match e.downcast::<E>() {
-                    Ok(e) => return Err(e),
-                    Err(_) if f.is_some() => continue,
-                    Err(_) => unreachable!("this caller's own loader fails with its own type"),
-                },
-            }
-        }
+        let (value, stale) = self.try_load_entry(key, hash, self.inner.ttl, false, f)?;
+        Ok(Entry { value, stale })
     }
 }
 
