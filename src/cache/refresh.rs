@@ -159,8 +159,7 @@ where
         let flag = RefreshFlag::new(&self.inner, hash, stamp);
         // The receiver is dropped at once: nobody waits, the flight goes on,
         // and its value is dropped after it is stored.
-        drop(self.spawn_load(key, hash, true, move |token| {
-            let _flag = flag;
+        drop(self.spawn_load(key, hash, Some(flag), move |token| {
             // Caught here, not by the group: a caller whose entry expired
             // meanwhile may join this flight, and must load for itself
             // rather than inherit a panic its own loader never raised.
@@ -173,12 +172,14 @@ where
 
     /// Starts a load of `key` on the spawner (or joins the one running),
     /// led as any load is (`Inner::lead`), and answers on the receiver. A
-    /// refresh (`refresh`) keeps the current value when it fails.
+    /// refresh (with the entry's `RefreshFlag`) keeps the current value when
+    /// it fails; its flag is let go only when the flight's work is done, the
+    /// new value stored, so no second refresh starts in between.
     pub(super) fn spawn_load<Q, F>(
         &self,
         key: &Q,
         hash: u64,
-        refresh: bool,
+        refresh: Option<RefreshFlag<K, V>>,
         f: F,
     ) -> Receiver<Reply<Loaded<V>>>
     where
@@ -189,6 +190,8 @@ where
         let (inner, owned, ttl) = (self.inner.clone(), key.to_owned(), self.inner.ttl);
         let flights = self.group.shards.clone();
         self.group.do_chan_with(key, move |token, flight| {
+            let _flag = refresh;
+            let refresh = _flag.is_some();
             let Some(_running) = Running::enter(&inner, token) else {
                 return Err(Shared::new(io::Error::other("the cache was dropped")) as AnyError);
             };

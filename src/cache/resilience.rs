@@ -334,7 +334,7 @@ where
             (_, _, hard) => hard,
         };
         let deadline = wait.and_then(|w| Instant::now().checked_add(w));
-        let rx = self.spawn_load(key, hash, false, move |token| {
+        let rx = self.spawn_load(key, hash, None, move |token| {
             f(token).map_err(|e| Shared::new(e) as AnyError)
         });
         let reply = match deadline {
