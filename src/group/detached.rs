@@ -17,7 +17,8 @@ use crate::call::{Call, Flight, Reply};
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
 use crate::metrics::Outcome;
-use crate::sync::{self, Arc, Mutex, MutexGuard, Shared};
+use crate::spawn::Abandon;
+use crate::sync::{self, Arc, MutexGuard, Shared};
 
 impl<K, V, S> Group<K, V, S>
 where
@@ -284,24 +285,7 @@ where
             observer: self.observer.clone(),
             f,
         };
-        let slot = Shared::new(Mutex::new(Slot {
-            runner: Some(runner),
-            spawn_returned: false,
-            job_dropped: false,
-        }));
-        let job = JobGuard(slot.clone());
-        let spawned = self.spawner.spawn(self.name, Box::new(move || job.run()));
-        let mut slot = slot.lock();
-        slot.spawn_returned = true;
-        let unrun = match spawned {
-            Err(cause) => slot.runner.take().map(|r| (r, cause)),
-            Ok(()) if slot.job_dropped => slot.runner.take().map(|r| (r, dropped_unrun())),
-            Ok(()) => None,
-        };
-        drop(slot);
-        if let Some((runner, cause)) = unrun {
-            runner.abandon(cause);
-        }
+        self.spawner.launch(self.name, runner, Runner::run);
     }
 
     /// Cancels the flight for `key`: its [`CancelToken`] is cancelled, the key
@@ -354,10 +338,6 @@ where
     }
 }
 
-fn dropped_unrun() -> io::Error {
-    io::Error::other("the spawner dropped the flight without running it")
-}
-
 /// Everything a detached flight needs to run and end, on any thread.
 struct Runner<K, V, F> {
     shards: Shared<[Shard<K, V>]>,
@@ -403,41 +383,7 @@ impl<K, V: Clone, F: FnOnce(&CancelToken, FlightRef) -> V> Runner<K, V, F> {
     }
 }
 
-/// Who owns a flight that has not started: the job until it runs, the caller
-/// that spawned it if the spawner fails. `spawn_returned` and `job_dropped`
-/// settle which of them abandons an unrun flight, so the real cause of a
-/// failed spawn reaches the waiters.
-struct Slot<R> {
-    runner: Option<R>,
-    spawn_returned: bool,
-    job_dropped: bool,
-}
-
-struct JobGuard<K, V, F>(Shared<Mutex<Slot<Runner<K, V, F>>>>);
-
-impl<K, V: Clone, F: FnOnce(&CancelToken, FlightRef) -> V> JobGuard<K, V, F> {
-    fn run(self) {
-        let runner = self.0.lock().runner.take();
-        if let Some(runner) = runner {
-            runner.run();
-        }
-    }
-}
-
-impl<K, V, F> Drop for JobGuard<K, V, F> {
-    fn drop(&mut self) {
-        let mut slot = self.0.lock();
-        slot.job_dropped = true;
-        if slot.spawn_returned {
-            if let Some(runner) = slot.runner.take() {
-                drop(slot);
-                runner.abandon(dropped_unrun());
-            }
-        }
-    }
-}
-
-impl<K, V, F> Runner<K, V, F> {
+impl<K, V, F> Abandon for Runner<K, V, F> {
     /// Ends a flight that will never run: out of the map, token cancelled,
     /// every waiter told why.
     fn abandon(self, cause: io::Error) {

@@ -18,7 +18,8 @@ use crate::call::Call;
 use crate::cancel::CancelToken;
 use crate::error::{Error, LeaderPanicked};
 use crate::metrics::Outcome;
-use crate::sync::{self, Arc, Mutex, Shared};
+use crate::spawn::Abandon;
+use crate::sync::{self, Arc, Shared};
 
 /// One flight of a detached batch: its shard, hash and id, its waiters'
 /// call and its token.
@@ -33,17 +34,6 @@ struct ManyRunner<K, V, F> {
     observer: Observer<V>,
     f: F,
 }
-
-/// Who ends a batch that has not run: the job until it runs, the caller
-/// whose spawn failed; `spawn_returned` and `job_dropped` settle which, so
-/// the spawner's own error reaches the waiters when there is one.
-struct Slot<R> {
-    runner: Option<R>,
-    spawn_returned: bool,
-    job_dropped: bool,
-}
-
-struct Job<K, V, F>(Shared<Mutex<Slot<ManyRunner<K, V, F>>>>);
 
 impl<K, V, S> Group<K, V, S>
 where
@@ -95,30 +85,9 @@ where
             observer: self.observer.clone(),
             f,
         };
-        let slot = Shared::new(Mutex::new(Slot {
-            runner: Some(runner),
-            spawn_returned: false,
-            job_dropped: false,
-        }));
-        let job = Job(slot.clone());
-        let spawned = self.spawner.spawn(self.name, Box::new(move || job.run()));
-        let mut slot = slot.lock();
-        slot.spawn_returned = true;
-        let unrun = match spawned {
-            Err(cause) => slot.runner.take().map(|r| (r, cause)),
-            Ok(()) if slot.job_dropped => slot.runner.take().map(|r| (r, dropped_unrun())),
-            Ok(()) => None,
-        };
-        drop(slot);
-        if let Some((runner, cause)) = unrun {
-            runner.abandon(cause);
-        }
+        self.spawner.launch(self.name, runner, ManyRunner::run);
         n
     }
-}
-
-fn dropped_unrun() -> io::Error {
-    io::Error::other("the spawner dropped the flight without running it")
 }
 
 impl<K, V: Clone, F> ManyRunner<K, V, F>
@@ -180,7 +149,7 @@ where
     }
 }
 
-impl<K, V, F> ManyRunner<K, V, F> {
+impl<K, V, F> Abandon for ManyRunner<K, V, F> {
     /// Ends a batch that will never run: its flights out of the map, their
     /// tokens cancelled, every waiter told why.
     fn abandon(self, cause: io::Error) {
@@ -191,31 +160,6 @@ impl<K, V, F> ManyRunner<K, V, F> {
             let delivered = call.publish_error(Error::Spawn(cause.clone()));
             self.observer
                 .ended_detached(self.name, None, delivered, Outcome::Error);
-        }
-    }
-}
-
-impl<K, V: Clone, F> Job<K, V, F>
-where
-    F: FnOnce(&[K], &[u64], &[FlightRef]) -> Vec<Option<V>>,
-{
-    fn run(self) {
-        let runner = self.0.lock().runner.take();
-        if let Some(runner) = runner {
-            runner.run();
-        }
-    }
-}
-
-impl<K, V, F> Drop for Job<K, V, F> {
-    fn drop(&mut self) {
-        let mut slot = self.0.lock();
-        slot.job_dropped = true;
-        if slot.spawn_returned {
-            if let Some(runner) = slot.runner.take() {
-                drop(slot);
-                runner.abandon(dropped_unrun());
-            }
         }
     }
 }
