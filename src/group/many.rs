@@ -262,18 +262,14 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         );
         leading.flights[i].ended = true;
         let shared = call.is_some();
+        let report = |delivered: Delivered, outcome| {
+            let waiters = delivered.waiters;
+            self.observer
+                .ended(self.name, start, waiters + 1, waiters, shared, outcome);
+        };
         let Some(value) = answer else {
-            let delivered = call
-                .and_then(|call| call.publish_error(Error::NotFound))
-                .unwrap_or_default();
-            self.observer.ended(
-                self.name,
-                start,
-                delivered.waiters + 1,
-                delivered.waiters,
-                shared,
-                outcome,
-            );
+            let delivered = call.and_then(|call| call.publish_error(Error::NotFound));
+            report(delivered.unwrap_or_default(), outcome);
             return None;
         };
         let published = match call {
@@ -282,25 +278,13 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         };
         match published {
             Ok(delivered) => {
-                self.observer.ended(
-                    self.name,
-                    start,
-                    delivered.waiters + 1,
-                    delivered.waiters,
-                    shared,
-                    outcome,
-                );
+                report(delivered, outcome);
                 Some(value)
             }
             Err((delivered, payload)) => {
-                let outcome = recount_as_panic(&self.shards[led.index], outcome);
-                self.observer.ended(
-                    self.name,
-                    start,
-                    delivered.waiters + 1,
-                    delivered.waiters,
-                    shared,
-                    outcome,
+                report(
+                    delivered,
+                    recount_as_panic(&self.shards[led.index], outcome),
                 );
                 let _ = panic::catch_unwind(AssertUnwindSafe(|| drop(value)));
                 leading.cause = Some(LeaderPanicked::from_payload(&*payload, self.name));
