@@ -238,13 +238,21 @@ fn forget_unshared_releases_a_detached_flight_only_its_starter_waits_on() {
         1
     });
     assert!(group.forget_unshared("k"), "only its starter waits");
-    let rx2 = group.do_chan("k", |_| 2);
+    // The second flight also waits, so the joiner below finds it running
+    // (one that ended first would leave the joiner a flight of its own).
+    let (go2_tx, go2) = mpsc::channel::<()>();
+    let go2 = std::sync::Mutex::new(go2);
+    let rx2 = group.do_chan("k", move |_| {
+        go2.lock().unwrap().recv().unwrap();
+        2
+    });
     let _joiner = group.do_chan("k", |_| 3);
     assert!(
         !group.forget_unshared("k"),
         "someone joined the second flight"
     );
     go_tx.send(()).unwrap();
+    go2_tx.send(()).unwrap();
     assert_eq!(
         rx.recv().unwrap().unwrap().value,
         1,

@@ -54,12 +54,12 @@ const CARRY: f64 = 0.9;
 struct Miniature {
     policy: Policy,
     index: HashTable<u32>,
-    entries: Vec<(Node, u64)>,
+    entries: Vec<(Node, u64, bool)>,
     capacity: usize,
     misses: u64,
 }
 
-struct Entries<'a>(&'a mut [(Node, u64)]);
+struct Entries<'a>(&'a mut [(Node, u64, bool)]);
 
 impl Nodes for Entries<'_> {
     fn node(&mut self, i: u32) -> &mut Node {
@@ -67,6 +67,12 @@ impl Nodes for Entries<'_> {
     }
     fn hash(&self, i: u32) -> u64 {
         self.0[i as usize].1
+    }
+    fn referenced(&self, i: u32) -> bool {
+        self.0[i as usize].2
+    }
+    fn set_referenced(&mut self, i: u32, on: bool) {
+        self.0[i as usize].2 = on;
     }
 }
 
@@ -95,7 +101,7 @@ impl Miniature {
         self.misses += 1;
         self.policy.record(hash);
         let i = if self.entries.len() < self.capacity {
-            self.entries.push((Node::default(), hash));
+            self.entries.push((Node::default(), hash, false));
             (self.entries.len() - 1) as u32
         } else {
             let gone = self

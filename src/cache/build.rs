@@ -130,8 +130,11 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
                 ));
             }
         }
-        let with_extras =
-            self.hooks.weigher.is_some() || self.time_to_idle.is_some() || r.max_stale.is_some();
+        let with_extras = self.hooks.weigher.is_some()
+            || self.time_to_idle.is_some()
+            || r.max_stale.is_some()
+            || self.refresh_after.is_some()
+            || self.beta.is_some();
         // The bound is kept for the whole cache, so shards are only for
         // concurrency; each policy sees its shard's share of the traffic, so
         // small caches get few shards (a shard of under 64 entries decides
@@ -170,7 +173,9 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             weight: AtomicU64::new(0),
             max_weight: self.max_weight.unwrap_or(u64::MAX),
             time_to_idle: self.time_to_idle.map(nanos),
-            plain_hits: self.beta.is_none() && self.time_to_idle.is_none(),
+            plain_hits: self.beta.is_none()
+                && self.time_to_idle.is_none()
+                && self.refresh_after.is_none(),
             hooks: self.hooks,
             max_stale: r.max_stale.map_or(0, nanos),
             throttle: nanos(r.throttle),

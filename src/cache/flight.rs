@@ -86,7 +86,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         };
         let expires = store.slot(pos).expires;
         let kept_until = store.kept_until(pos, self.max_stale);
-        match &store.slot(pos).value {
+        match store.slot(pos).cached() {
             Cached::Value(v) if now < expires => Recheck::Fresh(v.clone(), kept_until),
             Cached::Value(v) if now < kept_until => Recheck::Kept(v.clone(), kept_until),
             Cached::Error(e) if now < expires => Recheck::Error(e.clone()),
@@ -159,7 +159,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         // not refreshed again before the throttle has passed.
         if refresh && self.max_stale > 0 {
             if let Some(pos) = store.find(hash, key.get()) {
-                store.slot(pos).refresh = now.saturating_add(self.throttle);
+                store.extra(pos).refresh = now.saturating_add(self.throttle);
             }
         }
         drop(store);

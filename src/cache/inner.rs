@@ -230,19 +230,21 @@ impl<K, V> Inner<K, V> {
                 weight = weigher(&key, v);
             }
         }
+        let is_value = matches!(value, Cached::Value(_));
         let mut slot = Slot::new(key, hash, value, now.saturating_add(ttl));
-        slot.refresh = refresh.map_or(u64::MAX, |r| now.saturating_add(r));
-        slot.set_delta(delta);
-        let extra = Extra {
+        let mut extra = Extra {
             weight,
+            refresh: refresh.map_or(u64::MAX, |r| now.saturating_add(r)),
             deadline: slot.expires,
-            stale_until: match (&slot.value, stale_until) {
+            stale_until: match (is_value, stale_until) {
                 (_, Some(until)) => until,
-                (Cached::Value(_), None) => slot.expires.saturating_add(self.max_stale),
-                (Cached::Error(_), None) => slot.expires,
+                (true, None) => slot.expires.saturating_add(self.max_stale),
+                (false, None) => slot.expires,
             },
+            ..Extra::default()
         };
-        slot.node.stale = stale_until.is_some();
+        extra.set_delta(delta);
+        slot.set_stale(stale_until.is_some());
         if let Some(idle) = self.time_to_idle {
             slot.expires = slot.expires.min(now.saturating_add(idle));
         }
@@ -388,8 +390,8 @@ impl<K, V> Inner<K, V> {
             None => drop(gone),
             Some(listener) => {
                 for (slot, cause) in gone.into_iter() {
-                    if let Cached::Value(v) = slot.value {
-                        tell(listener, slot.key, v, cause);
+                    if let (key, Cached::Value(v)) = slot.into_parts() {
+                        tell(listener, key, v, cause);
                     }
                 }
             }
@@ -449,14 +451,14 @@ impl<K, V> Inner<K, V> {
     /// `now - delta * beta * ln(rand) >= expiry` (`delta`: the last load's
     /// duration), more likely the closer expiry is and the slower the load.
     #[inline]
-    pub(super) fn refresh_due(&self, slot: &Slot<K, V>, now: u64) -> bool {
-        if now >= slot.refresh {
+    pub(super) fn refresh_due(&self, extra: &Extra, expires: u64, now: u64) -> bool {
+        if now >= extra.refresh {
             return true;
         }
         match self.beta {
-            Some(beta) if slot.delta() > 0 => {
-                let gap = -(slot.delta() as f64) * beta * random_unit().ln();
-                now as f64 + gap >= slot.expires as f64
+            Some(beta) if extra.delta() > 0 => {
+                let gap = -(extra.delta() as f64) * beta * random_unit().ln();
+                now as f64 + gap >= expires as f64
             }
             _ => false,
         }

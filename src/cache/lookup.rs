@@ -146,12 +146,11 @@ where
         // The common case first, with nothing to move or drop.
         if let Some(p) = pos {
             let slot = store.slot(p);
-            if now < slot.expires && now < slot.refresh && self.inner.plain_hits && !slot.node.stale
-            {
-                if let Cached::Value(v) = &slot.value {
+            if now < slot.expires && self.inner.plain_hits && slot.is_plain() {
+                if let Some(v) = slot.value() {
                     let v = v.clone();
                     store.counts.hits += 1;
-                    store.record(hash, pos);
+                    store.hit(p);
                     drop(store);
                     self.inner.sample(hash);
                     if let Some(m) = &self.inner.metrics {
@@ -182,7 +181,7 @@ where
             {
                 // Expired, kept by the fail-safe: a miss for every caller,
                 // with a fallback for those that load.
-                match &store.slot(pos).value {
+                match store.slot(pos).cached() {
                     Cached::Value(v) if mode != Mode::Read => {
                         (Lookup::Kept(v.clone()), CacheEvent::Miss, None)
                     }
@@ -201,8 +200,21 @@ where
                     let deadline = store.extra(pos).deadline;
                     store.slot(pos).expires = deadline.min(now.saturating_add(idle));
                 }
+                let refresh_at = store.refresh_at(pos);
+                let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
+                let (plain, refreshing, expires) = {
+                    let slot = store.slot(pos);
+                    (slot.is_plain(), slot.is_refreshing(), slot.expires)
+                };
+                // Weighed only for a caller that may start the refresh (an
+                // early refresh draws a random number).
+                let due = may_refresh
+                    && plain
+                    && !refreshing
+                    && store.with_extras()
+                    && self.inner.refresh_due(store.extra(pos), expires, now);
                 let slot = store.slot(pos);
-                match &slot.value {
+                match slot.cached() {
                     // Only `try_get_or_load` can answer with a cached error;
                     // for every other caller it is no entry at all. Never
                     // refreshed: it expires and is loaded again.
@@ -212,20 +224,18 @@ where
                         None,
                     ),
                     Cached::Error(_) => (Lookup::Miss, CacheEvent::Miss, None),
-                    Cached::Value(v) if slot.node.stale => {
+                    Cached::Value(v) if slot.is_stale() => {
                         (Lookup::Throttled(v.clone()), CacheEvent::FailSafeHit, None)
                     }
                     Cached::Value(v) => {
-                        let may_refresh = matches!(mode, Mode::Load | Mode::TryLoad);
-                        if may_refresh && !slot.node.refreshing && self.inner.refresh_due(slot, now)
-                        {
+                        if due {
                             // Cloned before the flag is set: a `V::clone`
                             // that panics leaves the entry refreshable.
-                            let found = Lookup::Stale(v.clone(), slot.stamp);
-                            slot.node.refreshing = true;
+                            let found = Lookup::Stale(v.clone(), slot.stamp());
+                            slot.set_refreshing(true);
                             store.counts.refreshes += 1;
                             (found, CacheEvent::StaleHit, None)
-                        } else if now >= slot.refresh {
+                        } else if now >= refresh_at {
                             let found = Lookup::Fresh(Cached::Value(v.clone()));
                             (found, CacheEvent::StaleHit, None)
                         } else {

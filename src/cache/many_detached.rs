@@ -167,7 +167,7 @@ where
                         out.push(Some(Ok(v)));
                     }
                     (None, Some(error_ttl)) => {
-                        let cached = Cached::Error(Shared::new(NotFound));
+                        let cached = Cached::Error(Shared::new(NotFound) as AnyError);
                         inner.store(key.clone(), hash, cached, error_ttl, delta, writer, None);
                         out.push(None);
                     }

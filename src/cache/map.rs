@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
 use super::hooks::RemovalCause;
-use super::store::{Cached, Gone};
+use super::store::Gone;
 use super::TtlCache;
 
 impl<K, V, S> TtlCache<K, V, S>
@@ -37,7 +37,7 @@ where
         match store.find(hash, key) {
             Some(pos) => {
                 let slot = store.slot(pos);
-                now < slot.expires && matches!(slot.value, Cached::Value(_))
+                now < slot.expires && slot.value().is_some()
             }
             None => false,
         }
@@ -64,8 +64,8 @@ where
         let now = self.inner.clock.now();
         let mut gone = self.take(key);
         let (slot, _) = gone.first_mut()?;
-        match &slot.value {
-            Cached::Value(v) if now < slot.expires => {
+        match slot.value() {
+            Some(v) if now < slot.expires => {
                 let v = v.clone();
                 self.inner.dispose(gone);
                 Some(v)
@@ -272,9 +272,9 @@ where
             .slots()
             .iter()
             .filter(|slot| now < slot.expires)
-            .filter_map(|slot| match &slot.value {
-                Cached::Value(v) => Some((slot.key.clone(), v.clone(), (slot.short(), slot.stamp))),
-                Cached::Error(_) => None,
+            .filter_map(|slot| {
+                let v = slot.value()?;
+                Some((slot.key.clone(), v.clone(), (slot.short(), slot.stamp())))
             })
             .collect()
     }

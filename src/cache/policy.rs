@@ -74,7 +74,7 @@ const MOVES: u32 = 16;
 const PROMOTING: f64 = 0.6;
 
 /// No entry (an empty list's ends, a list end's neighbour).
-pub(crate) const NIL: u32 = u32::MAX;
+pub(crate) const NIL: u32 = POSITION;
 
 /// The queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,42 +85,73 @@ pub(crate) enum Region {
     Protected = 2,
 }
 
-/// An entry's place in the policy, kept inside the entry so a hit touches
-/// no other line.
-#[derive(Clone, Copy, Debug)]
+/// The most entries one policy orders: a position takes 30 bits of a
+/// node, the region the other two.
+pub(crate) const MAX_ENTRIES: u32 = NIL - 1;
+
+/// An entry's place in the policy: its neighbours in its queue and which
+/// queue, in 8 bytes (the region in the top bits of `next`). Kept beside the
+/// entries, not in them: only the hand and writes walk the queues, and a hit
+/// reads the entry alone. Its reference bit is the owner's (see
+/// [`Nodes::referenced`]), in the entry, where a hit sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Node {
     prev: u32,
+    /// The next entry in the low 30 bits, the region in the top two.
     next: u32,
-    region: Region,
-    /// Asked for since the hand last passed it.
-    pub(crate) referenced: bool,
-    /// Not the policy's: the owner's flag that a refresh of this entry is
-    /// running, kept here because it fills the node's padding.
-    pub(crate) refreshing: bool,
-    /// Not the policy's either: the owner's flag that this entry is a
-    /// fail-safe answer (an expired value kept because its reload failed).
-    pub(crate) stale: bool,
 }
+
+const POSITION: u32 = (1 << 30) - 1;
 
 impl Default for Node {
     fn default() -> Self {
-        Node {
-            prev: NIL,
-            next: NIL,
-            region: Region::Window,
-            referenced: false,
-            refreshing: false,
-            stale: false,
-        }
+        Node::new(NIL, NIL, Region::Window)
     }
 }
 
-/// Where the policy finds the nodes and hashes of the entries it orders, by
-/// index.
+impl Node {
+    fn new(prev: u32, next: u32, region: Region) -> Self {
+        debug_assert!(prev <= NIL && next <= NIL);
+        Node {
+            prev,
+            next: next | (region as u32) << 30,
+        }
+    }
+
+    fn prev(self) -> u32 {
+        self.prev
+    }
+
+    fn next(self) -> u32 {
+        self.next & POSITION
+    }
+
+    pub(crate) fn region(self) -> Region {
+        match self.next >> 30 {
+            0 => Region::Window,
+            1 => Region::Probation,
+            _ => Region::Protected,
+        }
+    }
+
+    fn set_prev(&mut self, prev: u32) {
+        self.prev = prev;
+    }
+
+    fn set_next(&mut self, next: u32) {
+        self.next = (self.next & !POSITION) | next;
+    }
+}
+
+/// Where the policy finds the nodes, hashes and reference bits of the
+/// entries it orders, by index.
 pub(crate) trait Nodes {
     fn node(&mut self, i: u32) -> &mut Node;
     /// The hash the sketch counts the entry under.
     fn hash(&self, i: u32) -> u64;
+    /// Whether entry `i` was asked for since the hand last passed it.
+    fn referenced(&self, i: u32) -> bool;
+    fn set_referenced(&mut self, i: u32, on: bool);
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -220,15 +251,15 @@ impl Policy {
     /// outweighing any newcomer's.
     #[inline]
     pub(crate) fn hit(&mut self, nodes: &mut impl Nodes, i: u32) {
-        let node = nodes.node(i);
-        if !node.referenced {
-            node.referenced = true;
+        if !nodes.referenced(i) {
+            nodes.set_referenced(i, true);
         }
     }
 
     /// A new entry `i` enters the window.
     pub(crate) fn insert(&mut self, nodes: &mut impl Nodes, i: u32) {
         *nodes.node(i) = Node::default();
+        nodes.set_referenced(i, false);
         self.push_back(nodes, Region::Window, i);
     }
 
@@ -241,14 +272,14 @@ impl Policy {
     /// same node: its neighbours and list ends are pointed at `to`.
     pub(crate) fn moved(&mut self, nodes: &mut impl Nodes, from: u32, to: u32) {
         let node = *nodes.node(to);
-        let list = &mut self.lists[node.region as usize];
-        match node.prev {
+        let list = &mut self.lists[node.region() as usize];
+        match node.prev() {
             NIL => list.head = to,
-            prev => nodes.node(prev).next = to,
+            prev => nodes.node(prev).set_next(to),
         }
-        match node.next {
+        match node.next() {
             NIL => list.tail = to,
-            next => nodes.node(next).prev = to,
+            next => nodes.node(next).set_prev(to),
         }
         debug_assert_ne!(from, to);
     }
@@ -288,7 +319,7 @@ impl Policy {
         while self.lists[Region::Window as usize].len > self.window_max && moves < MOVES {
             moves += 1;
             let head = self.lists[Region::Window as usize].head;
-            if self.promotes && head != NIL && nodes.node(head).referenced {
+            if self.promotes && head != NIL && nodes.referenced(head) {
                 // The lap it was used in counts, and the bit stays for
                 // probation's hand.
                 self.sketch.increment(nodes.hash(head));
@@ -349,7 +380,7 @@ impl Policy {
             if head == NIL {
                 break;
             }
-            if !nodes.node(head).referenced {
+            if !nodes.referenced(head) {
                 return Some(head);
             }
             self.pass(nodes, head);
@@ -384,7 +415,7 @@ impl Policy {
         let lap = self.lists[region as usize].len;
         for _ in 0..lap {
             let head = self.lists[region as usize].head;
-            if !nodes.node(head).referenced {
+            if !nodes.referenced(head) {
                 return Some(head);
             }
             self.pass(nodes, head);
@@ -398,22 +429,17 @@ impl Policy {
     /// The hand passes entry `i` with its reference bit set: the bit is
     /// cleared, and the lap in which the entry was used reaches the sketch.
     fn pass(&mut self, nodes: &mut impl Nodes, i: u32) {
-        nodes.node(i).referenced = false;
+        nodes.set_referenced(i, false);
         self.sketch.increment(nodes.hash(i));
     }
 
     fn push_back(&mut self, nodes: &mut impl Nodes, region: Region, i: u32) {
         let list = &mut self.lists[region as usize];
         let tail = list.tail;
-        {
-            let node = nodes.node(i);
-            node.prev = tail;
-            node.next = NIL;
-            node.region = region;
-        }
+        *nodes.node(i) = Node::new(tail, NIL, region);
         match tail {
             NIL => list.head = i,
-            tail => nodes.node(tail).next = i,
+            tail => nodes.node(tail).set_next(i),
         }
         list.tail = i;
         list.len += 1;
@@ -421,19 +447,17 @@ impl Policy {
 
     fn unlink(&mut self, nodes: &mut impl Nodes, i: u32) {
         let node = *nodes.node(i);
-        let list = &mut self.lists[node.region as usize];
-        match node.prev {
-            NIL => list.head = node.next,
-            prev => nodes.node(prev).next = node.next,
+        let list = &mut self.lists[node.region() as usize];
+        match node.prev() {
+            NIL => list.head = node.next(),
+            prev => nodes.node(prev).set_next(node.next()),
         }
-        match node.next {
-            NIL => list.tail = node.prev,
-            next => nodes.node(next).prev = node.prev,
+        match node.next() {
+            NIL => list.tail = node.prev(),
+            next => nodes.node(next).set_prev(node.prev()),
         }
         list.len -= 1;
-        let node = nodes.node(i);
-        node.prev = NIL;
-        node.next = NIL;
+        *nodes.node(i) = Node::new(NIL, NIL, node.region());
     }
 }
 
@@ -441,14 +465,20 @@ impl Policy {
 mod tests {
     use super::*;
 
-    /// Entries as bare nodes with their hash.
-    struct Arena(Vec<(Node, u64)>);
+    /// Entries as bare nodes with their hash and reference bit.
+    struct Arena(Vec<(Node, u64, bool)>);
     impl Nodes for Arena {
         fn node(&mut self, i: u32) -> &mut Node {
             &mut self.0[i as usize].0
         }
         fn hash(&self, i: u32) -> u64 {
             self.0[i as usize].1
+        }
+        fn referenced(&self, i: u32) -> bool {
+            self.0[i as usize].2
+        }
+        fn set_referenced(&mut self, i: u32, on: bool) {
+            self.0[i as usize].2 = on;
         }
     }
 
@@ -471,7 +501,7 @@ mod tests {
             }
             policy.record(hash(key));
             let i = if index.len() < capacity {
-                arena.0.push((Node::default(), hash(key)));
+                arena.0.push((Node::default(), hash(key), false));
                 keys_of.push(key);
                 arena.0.len() as u32 - 1
             } else {
@@ -495,7 +525,7 @@ mod tests {
     fn four_with_a_hit(window: f64) -> (Policy, Arena) {
         let mut policy = Policy::new(4);
         policy.set_window(window);
-        let mut arena = Arena((0..4).map(|k| (Node::default(), hash(k))).collect());
+        let mut arena = Arena((0..4).map(|k| (Node::default(), hash(k), false)).collect());
         for i in 0..4 {
             policy.insert(&mut arena, i);
         }
@@ -516,8 +546,8 @@ mod tests {
             .evict(&mut arena)
             .expect("a full policy has a victim");
         assert_ne!(gone, 0);
-        assert_eq!(arena.0[0].0.region, Region::Protected);
-        assert!(!arena.0[0].0.referenced);
+        assert_eq!(arena.0[0].0.region(), Region::Protected);
+        assert!(!arena.0[0].2);
         assert_eq!(policy.sketch.frequency(hash(0)), 2);
     }
 
@@ -530,8 +560,8 @@ mod tests {
             .evict(&mut arena)
             .expect("a full policy has a victim");
         assert_ne!(gone, 0);
-        assert_eq!(arena.0[0].0.region, Region::Window);
-        assert!(!arena.0[0].0.referenced);
+        assert_eq!(arena.0[0].0.region(), Region::Window);
+        assert!(!arena.0[0].2);
         assert_eq!(policy.sketch.frequency(hash(0)), 1);
     }
 
@@ -552,7 +582,7 @@ mod tests {
     #[test]
     fn every_entry_is_in_exactly_one_queue() {
         let mut policy = Policy::new(10);
-        let mut arena = Arena((0..10).map(|k| (Node::default(), hash(k))).collect());
+        let mut arena = Arena((0..10).map(|k| (Node::default(), hash(k), false)).collect());
         for i in 0..10 {
             policy.insert(&mut arena, i);
         }
@@ -569,7 +599,7 @@ mod tests {
     #[test]
     fn a_one_entry_policy_evicts_its_only_entry() {
         let mut policy = Policy::new(1);
-        let mut arena = Arena(vec![(Node::default(), hash(1))]);
+        let mut arena = Arena(vec![(Node::default(), hash(1), false)]);
         policy.insert(&mut arena, 0);
         assert_eq!(policy.evict(&mut arena), Some(0));
         assert_eq!(policy.evict(&mut arena), None);
