@@ -306,3 +306,55 @@ fn a_full_cache_takes_room_from_another_shard_when_its_own_is_empty() {
     assert_eq!(cache.len(), 128);
     assert_eq!(cache.stats().evictions, 1, "one entry left, counted once");
 }
+
+/// A slot holds a value or a cached error in one payload (see `store.rs`):
+/// each must leave exactly once, however its entry goes (replaced,
+/// invalidated, evicted, expired and swept, cleared, or with the cache).
+#[test]
+fn cached_values_and_errors_are_dropped_exactly_once() {
+    let marker = Arc::new(());
+    let held = watchdog(Duration::from_secs(60), {
+        let marker = marker.clone();
+        move || {
+            let clock = ManualClock::new();
+            let cache: TtlCache<u64, Arc<()>> = TtlCache::builder()
+                .ttl(Duration::from_secs(60))
+                .error_ttl(Duration::from_secs(60))
+                .max_entries(8)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            for step in 0..2_000u64 {
+                let key = rng.gen_range(0..24u64);
+                match rng.gen_range(0..6) {
+                    0 | 1 => {
+                        let r = cache.try_get_or_load(&key, || Err::<Arc<()>, _>(marker.clone()));
+                        // A cached value for `key` answers instead.
+                        assert!(r.is_err() || cache.get(&key).is_some());
+                    }
+                    2 => cache.insert(key, marker.clone()),
+                    3 => drop(cache.get_or_load(&key, || marker.clone())),
+                    4 => {
+                        cache.invalidate(&key);
+                    }
+                    _ => clock.advance(Duration::from_secs(rng.gen_range(0..20))),
+                }
+                assert!(cache.len() <= 8, "step {step}: {} entries", cache.len());
+                if step == 1_000 {
+                    cache.clear();
+                    assert_eq!(cache.len(), 0);
+                }
+            }
+            let held = Arc::strong_count(&marker) - 1;
+            drop(cache);
+            held
+        }
+    });
+    assert!(held > 0, "the cache held some values or errors");
+    assert_eq!(
+        Arc::strong_count(&marker),
+        1,
+        "every value and every cached error was dropped, once"
+    );
+}

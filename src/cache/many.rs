@@ -404,7 +404,9 @@ where
                     let (cached, ttl) = match &got {
                         Some(Ok(v)) => (Cached::Value(v.clone()), self.inner.ttl),
                         _ => match self.inner.error_ttl {
-                            Some(error_ttl) => (Cached::Error(Shared::new(NotFound) as AnyError), error_ttl),
+                            Some(error_ttl) => {
+                                (Cached::Error(Shared::new(NotFound) as AnyError), error_ttl)
+                            }
                             None => {
                                 if refresh[i] {
                                     // Gone from the backend: gone from here.

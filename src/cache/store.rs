@@ -404,7 +404,6 @@ impl<K, V> Store<K, V> {
         }
     }
 
-
     /// Takes the slot at `pos` out.
     pub(crate) fn remove(&mut self, pos: usize) -> Slot<K, V> {
         let mut arena = Arena {
@@ -632,7 +631,11 @@ mod tests {
         assert!(slot.value().is_none());
         assert_eq!(Shared::strong_count(&error), 2);
         drop(slot);
-        assert_eq!(Shared::strong_count(&error), 1, "the error was dropped once");
+        assert_eq!(
+            Shared::strong_count(&error),
+            1,
+            "the error was dropped once"
+        );
     }
 
     #[test]
