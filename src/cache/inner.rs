@@ -301,6 +301,18 @@ impl<K, V> Inner<K, V> {
             // A shard's positions are `u32`s: one that holds as many as
             // they can name makes room in itself, bound or no bound.
             if store.len() >= SHARD_LIMIT || !self.reserve() {
+                if weight == 0 {
+                    // The common case: the new entry takes the victim's
+                    // place, and no other slot moves.
+                    match store.evict_into(self.window(), slot, extra) {
+                        Ok(victim) => {
+                            gone.push(victim, RemovalCause::Size);
+                            self.settle(&mut store);
+                            return self.stored(store, gone);
+                        }
+                        Err(back) => (slot, extra) = back,
+                    }
+                }
                 match store.evict(self.window()) {
                     Some(victim) => {
                         gone.push(victim, RemovalCause::Size);

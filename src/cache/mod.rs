@@ -13,6 +13,7 @@ mod clock;
 mod hooks;
 mod policy;
 mod sketch;
+mod slot;
 mod store;
 
 mod flight;

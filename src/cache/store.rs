@@ -3,193 +3,15 @@
 //! amortised expiry sweeping. A plain data structure: the shard's lock, the
 //! clock and the cache-wide bound live in the caller.
 
-use std::any::Any;
 use std::borrow::Borrow;
-use std::mem::ManuallyDrop;
-use std::ptr;
 
 use hashbrown::HashTable;
 
 use super::hooks::RemovalCause;
 use super::policy::{Node, Nodes, Policy, INITIAL_WINDOW, MAX_ENTRIES};
+pub(crate) use super::slot::{AnyError, Cached, Extra, Slot};
+use super::slot::{ERROR, REFERENCED, STALE, STAMP};
 use crate::metrics::CacheCounts;
-use crate::sync::Shared;
-
-/// A cached error, type-erased so one cache can serve loaders with different
-/// error types; `try_get_or_load` downcasts it back.
-pub(crate) type AnyError = Shared<dyn Any + Send + Sync>;
-
-/// What a slot holds: a value, or (with negative caching) a load's error.
-/// A slot lends it out as `Cached<&V, &AnyError>`.
-#[derive(Clone)]
-pub(crate) enum Cached<V, E = AnyError> {
-    Value(V),
-    Error(E),
-}
-
-/// A slot's value or its error, in the room of the larger of `V` and one
-/// pointer: for a `u64` value, 8 bytes where an enum took 24 (the error's
-/// pointer is fat, and the tag pads). Which one is live is the slot's
-/// `ERROR` flag.
-union Payload<V> {
-    value: ManuallyDrop<V>,
-    error: ManuallyDrop<Box<AnyError>>,
-}
-
-/// `Slot::meta`: a hit since the policy's hand last passed.
-const REFERENCED: u32 = 1 << 31;
-/// A refresh of this entry is running.
-const REFRESHING: u32 = 1 << 30;
-/// A fail-safe answer: an expired value kept because its reload failed.
-const STALE: u32 = 1 << 29;
-/// The payload is an error.
-const ERROR: u32 = 1 << 28;
-/// The low bits: the stamp naming this slot's contents.
-const STAMP: u32 = ERROR - 1;
-
-/// One entry: what a hit reads (key, value, expiry and flags) and nothing
-/// else. For `u64` keys and values it is 32 bytes, aligned so a hit reads
-/// one cache line of it and two slots share a line. The entry's place in
-/// the policy (`Node`) and its optional settings (`Extra`) live in arrays
-/// beside the slab, in step with it.
-#[repr(C, align(32))]
-pub(crate) struct Slot<K, V> {
-    pub(crate) key: K,
-    payload: Payload<V>,
-    /// Times in clock nanoseconds.
-    pub(crate) expires: u64,
-    /// The low half of the key's hash: the index and the sketch need no
-    /// more, and the shard was chosen by the high half.
-    short: u32,
-    /// The flags above and the stamp.
-    meta: u32,
-}
-
-impl<K, V> Slot<K, V> {
-    pub(crate) fn new(key: K, hash: u64, value: Cached<V>, expires: u64) -> Self {
-        let (payload, meta) = match value {
-            Cached::Value(v) => (
-                Payload {
-                    value: ManuallyDrop::new(v),
-                },
-                0,
-            ),
-            Cached::Error(e) => (
-                Payload {
-                    error: ManuallyDrop::new(Box::new(e)),
-                },
-                ERROR,
-            ),
-        };
-        Slot {
-            key,
-            payload,
-            expires,
-            short: hash as u32,
-            meta,
-        }
-    }
-
-    /// The value, or the error.
-    #[inline]
-    pub(crate) fn cached(&self) -> Cached<&V, &AnyError> {
-        // SAFETY: `ERROR` says which field was written, and neither is
-        // moved out while the slot lives (see `into_parts` and `drop`).
-        unsafe {
-            if self.meta & ERROR == 0 {
-                Cached::Value(&self.payload.value)
-            } else {
-                Cached::Error(&self.payload.error)
-            }
-        }
-    }
-
-    /// The value, unless the slot holds an error.
-    #[inline]
-    pub(crate) fn value(&self) -> Option<&V> {
-        match self.cached() {
-            Cached::Value(v) => Some(v),
-            Cached::Error(_) => None,
-        }
-    }
-
-    /// The key and what the slot held.
-    pub(crate) fn into_parts(self) -> (K, Cached<V>) {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so each field is
-        // read out exactly once; `ERROR` says which payload field is live.
-        unsafe {
-            let key = ptr::read(&this.key);
-            let cached = if this.meta & ERROR == 0 {
-                Cached::Value(ManuallyDrop::into_inner(ptr::read(&this.payload.value)))
-            } else {
-                Cached::Error(*ManuallyDrop::into_inner(ptr::read(&this.payload.error)))
-            };
-            (key, cached)
-        }
-    }
-
-    /// The low half of the key's hash (see [`Store::find_stamp`]).
-    pub(crate) fn short(&self) -> u32 {
-        self.short
-    }
-
-    /// Names this slot's contents: a refresh clears only its own slot's
-    /// flag, and a walk removes only the contents it judged.
-    pub(crate) fn stamp(&self) -> u32 {
-        self.meta & STAMP
-    }
-
-    fn flag(&self, flag: u32) -> bool {
-        self.meta & flag != 0
-    }
-
-    fn set_flag(&mut self, flag: u32, on: bool) {
-        if on {
-            self.meta |= flag;
-        } else {
-            self.meta &= !flag;
-        }
-    }
-
-    /// A fail-safe answer (see `STALE`).
-    pub(crate) fn is_stale(&self) -> bool {
-        self.flag(STALE)
-    }
-
-    pub(crate) fn set_stale(&mut self, on: bool) {
-        self.set_flag(STALE, on);
-    }
-
-    pub(crate) fn is_refreshing(&self) -> bool {
-        self.flag(REFRESHING)
-    }
-
-    pub(crate) fn set_refreshing(&mut self, on: bool) {
-        self.set_flag(REFRESHING, on);
-    }
-
-    /// Whether a hit may answer from this slot without looking further: a
-    /// value, not a fail-safe answer.
-    #[inline]
-    pub(crate) fn is_plain(&self) -> bool {
-        self.meta & (ERROR | STALE) == 0
-    }
-}
-
-impl<K, V> Drop for Slot<K, V> {
-    fn drop(&mut self) {
-        // SAFETY: `ERROR` says which field is live; it is dropped once, here
-        // (`into_parts` reads the slot out without dropping it).
-        unsafe {
-            if self.meta & ERROR == 0 {
-                ManuallyDrop::drop(&mut self.payload.value);
-            } else {
-                ManuallyDrop::drop(&mut self.payload.error);
-            }
-        }
-    }
-}
 
 /// The hash a shard uses inside: its half of the key's hash, spread over 64
 /// bits for the index's buckets and tags.
@@ -223,48 +45,6 @@ impl<K, V> Nodes for Arena<'_, K, V> {
     }
 }
 
-/// What an entry needs only with a weigher, a time to idle, a fail-safe or
-/// a refresh: kept beside the slab, not in the slot, so a cache without them
-/// pays nothing.
-#[derive(Clone, Copy)]
-pub(crate) struct Extra {
-    pub(crate) weight: u32,
-    /// How long the load that made this entry took, in microseconds
-    /// (saturating), for early refresh.
-    pub(crate) delta_micros: u32,
-    /// When a refresh is due (`u64::MAX`: never before expiry).
-    pub(crate) refresh: u64,
-    /// When the entry's time to live ends: a hit moves `expires` to
-    /// `now + time_to_idle`, never past this.
-    pub(crate) deadline: u64,
-    /// With a fail-safe: until when the value may be served stale, counted
-    /// from its first expiry (a throttled stale answer keeps it).
-    pub(crate) stale_until: u64,
-}
-
-impl Default for Extra {
-    fn default() -> Self {
-        Extra {
-            weight: 0,
-            delta_micros: 0,
-            refresh: u64::MAX,
-            deadline: u64::MAX,
-            stale_until: u64::MAX,
-        }
-    }
-}
-
-impl Extra {
-    /// How long this entry's load took, in nanoseconds.
-    pub(crate) fn delta(&self) -> u64 {
-        u64::from(self.delta_micros) * 1_000
-    }
-
-    pub(crate) fn set_delta(&mut self, nanos: u64) {
-        self.delta_micros = u32::try_from(nanos / 1_000).unwrap_or(u32::MAX);
-    }
-}
-
 #[repr(C)]
 pub(crate) struct Store<K, V> {
     /// First, so `hits` shares the lock word's cache line.
@@ -278,6 +58,14 @@ pub(crate) struct Store<K, V> {
     /// rather than doubling past it.
     share: usize,
     sweep: usize,
+    /// No slot expires before this: while `now` is below it a write skips
+    /// the sweep (see `sweep_expired`). Lowered by every new expiry, and
+    /// raised at the end of each lap of the sweep to the least expiry it
+    /// passed.
+    floor: u64,
+    /// The least expiry seen in the sweep's current lap, and of the slots
+    /// stored or moved since it began.
+    lap_min: u64,
     next_stamp: u32,
     /// The window fraction the policy was last given.
     window: f64,
@@ -354,6 +142,8 @@ impl<K, V> Store<K, V> {
             policy: Policy::new(share),
             share,
             sweep: 0,
+            floor: u64::MAX,
+            lap_min: u64::MAX,
             next_stamp: 0,
             window: INITIAL_WINDOW,
             counts: CacheCounts::default(),
@@ -459,6 +249,9 @@ impl<K, V> Store<K, V> {
         let gone = self.slots.swap_remove(pos);
         self.links.swap_remove(pos);
         if pos != last {
+            // It may land behind the sweep's cursor, where this lap will
+            // not pass it.
+            self.lap_min = self.lap_min.min(self.slots[pos].expires);
             let moved = spread(self.slots[pos].short);
             if let Some(p) = self.index.find_mut(moved, |&p| p as usize == last) {
                 *p = pos as u32;
@@ -482,6 +275,7 @@ impl<K, V> Store<K, V> {
         // A new stamp, the new slot's own `STALE` and `ERROR`, and the old
         // one's place in the policy, as a use of it.
         slot.meta = (slot.meta & (STALE | ERROR)) | REFERENCED | self.stamp();
+        self.lower_floor(slot.expires);
         std::mem::replace(&mut self.slots[pos], slot)
     }
 
@@ -491,6 +285,7 @@ impl<K, V> Store<K, V> {
             self.extras.push(extra);
         }
         slot.meta = (slot.meta & !STAMP) | self.stamp();
+        self.lower_floor(slot.expires);
         let pos = self.slots.len();
         if pos == self.slots.capacity() {
             // Straight to the share once past half of it, not to the next
@@ -537,13 +332,61 @@ impl<K, V> Store<K, V> {
         Some(self.take_out(pos as usize))
     }
 
+    /// Evicts the policy's victim and puts `slot` (of a key not in the
+    /// shard) in its place, so no other slot moves and nothing else is
+    /// re-indexed; returns the victim, or gives `slot` back when the shard
+    /// is empty. The victim's room passes to the new entry.
+    pub(crate) fn evict_into(
+        &mut self,
+        window: f64,
+        mut slot: Slot<K, V>,
+        extra: Extra,
+    ) -> Result<Slot<K, V>, (Slot<K, V>, Extra)> {
+        if window != self.window {
+            self.window = window;
+            self.policy.set_window(window);
+        }
+        let mut arena = Arena {
+            slots: &mut self.slots,
+            links: &mut self.links,
+        };
+        let Some(pos) = self.policy.evict(&mut arena) else {
+            return Err((slot, extra));
+        };
+        let pos = pos as usize;
+        let old = self.slots[pos].short;
+        if let Ok(entry) = self.index.find_entry(spread(old), |&p| p as usize == pos) {
+            entry.remove();
+        }
+        if self.with_extras {
+            self.freed.1 += u64::from(std::mem::replace(&mut self.extras[pos], extra).weight);
+        }
+        slot.meta = (slot.meta & !STAMP) | self.stamp();
+        self.lower_floor(slot.expires);
+        let short = slot.short;
+        let victim = std::mem::replace(&mut self.slots[pos], slot);
+        let slots = &self.slots;
+        self.index.insert_unique(spread(short), pos as u32, |&p| {
+            spread(slots[p as usize].short)
+        });
+        let mut arena = Arena {
+            slots: &mut self.slots,
+            links: &mut self.links,
+        };
+        self.policy.insert(&mut arena, pos as u32);
+        Ok(victim)
+    }
+
     fn stamp(&mut self) -> u32 {
         self.next_stamp = self.next_stamp.wrapping_add(1) & STAMP;
         self.next_stamp
     }
 
     /// Removes expired slots among the next `budget` the sweep cursor passes
-    /// (kept `grace` past expiry, for a fail-safe).
+    /// (kept `grace` past expiry, for a fail-safe). Nothing to look at while
+    /// `now` is below the floor: in a cache whose entries outlive its churn
+    /// (the common case: a miss evicts long before anything expires) a
+    /// write reads no slot but its own.
     pub(crate) fn sweep_expired(
         &mut self,
         now: u64,
@@ -551,24 +394,49 @@ impl<K, V> Store<K, V> {
         budget: usize,
         gone: &mut Gone<K, V>,
     ) {
+        if now < self.floor {
+            return;
+        }
         for _ in 0..budget {
             if self.slots.is_empty() {
                 break;
             }
             let pos = self.sweep % self.slots.len();
-            if self.kept_until(pos, grace) <= now {
+            let until = self.kept_until(pos, grace);
+            if until <= now {
                 // The last slot moves into `pos`: look at `pos` again.
                 gone.push(self.remove(pos), RemovalCause::Expired);
-            } else {
-                self.sweep = pos + 1;
+                continue;
+            }
+            self.lap_min = self.lap_min.min(self.slots[pos].expires);
+            self.sweep = pos + 1;
+            if self.sweep == self.slots.len() {
+                // A lap is done: every slot was passed or lowered `lap_min`
+                // when it was stored or moved.
+                self.sweep = 0;
+                self.floor = self.lap_min;
+                self.lap_min = u64::MAX;
             }
         }
+        if self.slots.is_empty() {
+            self.floor = u64::MAX;
+            self.lap_min = u64::MAX;
+        }
+    }
+
+    /// A slot expiring at `expires` is stored or moved: the floor and the
+    /// current lap must count it.
+    fn lower_floor(&mut self, expires: u64) {
+        self.floor = self.floor.min(expires);
+        self.lap_min = self.lap_min.min(expires);
     }
 
     /// Empties the shard; returns what it held, to drop outside the lock.
     pub(crate) fn clear(&mut self) -> Vec<Slot<K, V>> {
         self.index.clear();
         self.links.clear();
+        self.floor = u64::MAX;
+        self.lap_min = u64::MAX;
         self.policy.clear();
         self.sweep = 0;
         self.freed.0 += self.slots.len();
@@ -608,58 +476,5 @@ impl<K, V> Store<K, V> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_u64_slot_is_half_a_cache_line() {
-        assert_eq!(std::mem::size_of::<Slot<u64, u64>>(), 32);
-        assert_eq!(std::mem::align_of::<Slot<u64, u64>>(), 32);
-        assert_eq!(std::mem::size_of::<Node>(), 8);
-    }
-
-    #[test]
-    fn a_slot_gives_back_its_value_or_its_error() {
-        let slot: Slot<String, String> = Slot::new("k".into(), 1, Cached::Value("v".into()), 0);
-        assert!(slot.is_plain());
-        assert_eq!(slot.value().map(String::as_str), Some("v"));
-        let (key, cached) = slot.into_parts();
-        assert!(matches!((key.as_str(), cached), ("k", Cached::Value(v)) if v == "v"));
-        let error: AnyError = Shared::new(7u8);
-        let slot: Slot<String, String> = Slot::new("k".into(), 1, Cached::Error(error.clone()), 0);
-        assert!(!slot.is_plain());
-        assert!(slot.value().is_none());
-        assert_eq!(Shared::strong_count(&error), 2);
-        drop(slot);
-        assert_eq!(
-            Shared::strong_count(&error),
-            1,
-            "the error was dropped once"
-        );
-    }
-
-    #[test]
-    fn removing_keeps_the_index_and_the_policy_in_step() {
-        let mut store: Store<u64, u64> = Store::new(8, false);
-        let hash = |k: u64| k.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        for k in 0..8 {
-            store.insert_new(
-                Slot::new(k, hash(k), Cached::Value(k), u64::MAX),
-                Extra::default(),
-            );
-        }
-        let pos = store.find(hash(3), &3).unwrap();
-        assert_eq!(store.remove(pos).key, 3);
-        for k in (0..8).filter(|&k| k != 3) {
-            let pos = store.find(hash(k), &k).expect("still indexed");
-            assert_eq!(store.slot(pos).key, k);
-        }
-        let mut evicted = Vec::new();
-        while let Some(slot) = store.evict(INITIAL_WINDOW) {
-            evicted.push(slot.key);
-        }
-        evicted.sort_unstable();
-        assert_eq!(evicted, [0, 1, 2, 4, 5, 6, 7]);
-        assert_eq!(store.len(), 0);
-    }
-}
+#[path = "store/tests.rs"]
+mod tests;
