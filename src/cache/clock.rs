@@ -46,6 +46,30 @@ impl Clock for SystemClock {
     }
 }
 
+impl SystemClock {
+    /// [`Clock::now`] in whole nanoseconds, as the cache keeps times.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(crate) fn now_nanos(self) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: as in `now`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
+
+    /// [`Clock::now`] in whole nanoseconds, as the cache keeps times.
+    #[cfg(not(target_os = "linux"))]
+    #[inline]
+    pub(crate) fn now_nanos(self) -> u64 {
+        nanos(self.now())
+    }
+}
+
 /// A clock that moves only when told to. Clones share one time, so a test
 /// keeps one handle and gives the cache another.
 ///
