@@ -8,11 +8,11 @@ use std::io;
 use std::marker::PhantomData;
 
 use super::observer::Observer;
-use super::table::{Shard, Table};
+use super::table::Shard;
 use super::work::Group;
 use crate::metrics::Metrics;
 use crate::spawn::{Job, Spawner};
-use crate::sync::{self, Mutex, Shared};
+use crate::sync::{self, Shared};
 
 impl<K, V> Group<K, V> {
     /// Creates an empty group with the default hasher and shard count.
@@ -207,11 +207,7 @@ impl<K, V, S> GroupBuilder<K, V, S> {
     /// ```
     pub fn build(self) -> Group<K, V, S> {
         let count = self.shards.unwrap_or_else(sync::default_shards);
-        let shards = (0..count)
-            .map(|_| Shard {
-                table: Mutex::new(Table::new()),
-            })
-            .collect();
+        let shards = (0..count).map(|_| Shard::new()).collect();
         Group {
             shards,
             mask: count - 1,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::observer::Observer;
-use super::table::{finish, FlightRef, Shard, Table};
+use super::table::{finish, FlightRef, Releases, Shard, Table};
 use super::work::{recount_as_panic, reentrant_call, Group};
 use crate::call::{Call, Flight, Reply};
 use crate::cancel::CancelToken;
@@ -316,11 +316,12 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let (hash, index) = self.locate(key);
-        let mut table = self.shards[index].table.lock();
+        let shard = &self.shards[index];
+        let mut table = shard.table.lock();
         let Some(entry) = table.joinable(hash, key) else {
             return false;
         };
-        entry.released = true;
+        entry.release(&Releases::of(shard));
         let detached = entry.token.clone().zip(entry.call.clone());
         if let Some((token, call)) = detached {
             // Outcome first, under the shard lock (the order is shard, then
@@ -354,12 +355,20 @@ struct Runner<K, V, F> {
 impl<K, V: Clone, F: FnOnce(&CancelToken, FlightRef) -> V> Runner<K, V, F> {
     fn run(self) {
         let shard = &self.shards[self.index];
-        if let Some(entry) = shard.table.lock().by_id(self.hash, self.id) {
-            entry.owner = sync::thread_token();
-        }
+        let flight = match shard.table.lock().by_id(self.hash, self.id) {
+            Some(entry) => {
+                entry.owner = sync::thread_token();
+                match entry.is_released() {
+                    false => {
+                        FlightRef::unreleased_at(self.index, self.hash, self.id, shard.releases())
+                    }
+                    true => FlightRef::new(self.index, self.hash, self.id),
+                }
+            }
+            None => FlightRef::new(self.index, self.hash, self.id),
+        };
         let Runner { f, token, .. } = self;
         let start = self.observer.start();
-        let flight = FlightRef::new(self.index, self.hash, self.id);
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(&token, flight)));
         let mut outcome = match &result {
             Ok(value) => self.observer.outcome(value),

@@ -7,12 +7,35 @@ use hashbrown::HashTable;
 use crate::call::Call;
 use crate::cancel::CancelToken;
 use crate::metrics::{GroupCounts, Outcome};
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// Padded to a cache line pair so two shards' locks never share a line.
 #[repr(align(128))]
 pub(crate) struct Shard<K, V> {
     pub(crate) table: Mutex<Table<K, V>>,
+    /// How many times a flight of this shard was released (see
+    /// [`Entry::release`]), written under the table's lock and read without
+    /// it: a flight that saw this count while it was joinable, and sees it
+    /// unchanged, was not released since, so the cache's store asks that
+    /// without taking the group's lock (see [`FlightRef::released`]).
+    releases: AtomicU64,
+}
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn new() -> Self {
+        Shard {
+            table: Mutex::new(Table::new()),
+            releases: AtomicU64::new(0),
+        }
+    }
+
+    /// The release count now (see [`releases`](Self::releases)), for a
+    /// [`FlightRef`] of a flight the caller holds the lock on and knows
+    /// unreleased.
+    #[inline]
+    pub(crate) fn releases(&self) -> u64 {
+        self.releases.load(Ordering::SeqCst)
+    }
 }
 
 /// A shard's flights: the first one inline, in the shard's own cache lines,
@@ -44,13 +67,50 @@ pub(crate) struct Entry<K, V> {
     /// The thread running `f`, to refuse a re-entrant call instead of
     /// deadlocking on it; 0 for a detached flight not started yet.
     pub(crate) owner: usize,
-    /// Set by `forget` or `cancel`: new callers no longer join this flight,
-    /// but its runner still finds it by id and still serves its waiters.
-    pub(crate) released: bool,
+    /// Set by `forget` or `cancel` (through [`release`](Self::release)): new
+    /// callers no longer join this flight, but its runner still finds it by
+    /// id and still serves its waiters.
+    released: bool,
     /// Made by the first waiter; `None` for an inline flight nobody joined.
     pub(crate) call: Option<Arc<Call<V>>>,
     /// A detached flight's token; `None` for an inline flight.
     pub(crate) token: Option<CancelToken>,
+}
+
+impl<K, V> Entry<K, V> {
+    /// Releases this flight, counting it in its shard's `releases` (which
+    /// the caller passes, holding the shard's lock): the only way to set
+    /// `released`, so no release can go uncounted.
+    pub(crate) fn release(&mut self, releases: &Releases<'_>) {
+        if !self.released {
+            self.released = true;
+            releases.bump();
+        }
+    }
+
+    /// Whether the flight was released.
+    pub(crate) fn is_released(&self) -> bool {
+        self.released
+    }
+}
+
+/// A shard's release count, lent to code that holds the shard's lock.
+pub(crate) struct Releases<'a>(&'a AtomicU64);
+
+impl<'a> Releases<'a> {
+    /// `shard`'s count; to be used only while holding its table's lock.
+    pub(crate) fn of<K, V>(shard: &'a Shard<K, V>) -> Self {
+        Releases(&shard.releases)
+    }
+
+    fn bump(&self) {
+        // Every writer holds the table's lock: a load and a store suffice.
+        // SeqCst, with the load in `FlightRef::released`: a release that
+        // has happened is seen by every check that comes after it in the
+        // single order of SeqCst operations, as it was under the lock.
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + 1, Ordering::SeqCst);
+    }
 }
 
 impl<K, V> Table<K, V> {
@@ -165,9 +225,9 @@ impl<K, V> Table<K, V> {
         }
     }
 
-    pub(super) fn release_all(&mut self) {
+    pub(super) fn release_all(&mut self, releases: &Releases<'_>) {
         for entry in self.first.iter_mut().chain(self.entries.iter_mut()) {
-            entry.released = true;
+            entry.release(releases);
         }
     }
 
@@ -207,22 +267,69 @@ impl<K, V> Table<K, V> {
 
 /// Names one flight, so that code running in it (the cache's loader) can
 /// ask, under its own lock, whether the flight was released since it began.
+/// Only code running in the flight holds one, so the flight is in its
+/// shard's map for as long as its `FlightRef` is used.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FlightRef {
     index: usize,
     hash: u64,
     id: u64,
+    /// The shard's release count when the flight was last known
+    /// unreleased; [`UNKNOWN`] when it was not looked at.
+    releases: u64,
 }
 
+/// A [`FlightRef`]'s release count when none was taken: never reached by a
+/// real count, so [`FlightRef::released`] always takes the lock.
+const UNKNOWN: u64 = u64::MAX;
+
 impl FlightRef {
+    /// A flight whose release is checked under its shard's lock.
     pub(crate) fn new(index: usize, hash: u64, id: u64) -> Self {
-        FlightRef { index, hash, id }
+        FlightRef {
+            index,
+            hash,
+            id,
+            releases: UNKNOWN,
+        }
+    }
+
+    /// A flight the caller found unreleased, under its shard's lock, when
+    /// the shard's release count was `releases` ([`Shard::releases`]).
+    pub(crate) fn unreleased_at(index: usize, hash: u64, id: u64, releases: u64) -> Self {
+        FlightRef {
+            index,
+            hash,
+            id,
+            releases,
+        }
+    }
+
+    /// Its shard's index, its key's hash and its id.
+    pub(crate) fn parts(self) -> (usize, u64, u64) {
+        (self.index, self.hash, self.id)
     }
 
     /// Whether the flight was released (by `forget`, `cancel` or
-    /// `release_all`), or has ended.
+    /// `release_all`), or has ended. With no release in its shard since it
+    /// was known unreleased, the answer needs no lock: the miss of a cache
+    /// asks this while it holds the cache shard's lock, and a second lock
+    /// there cost as much as the rest of the check.
+    #[inline]
     pub(crate) fn released<K, V>(self, shards: &[Shard<K, V>]) -> bool {
-        let mut table = shards[self.index].table.lock();
+        let shard = &shards[self.index];
+        if shard.releases.load(Ordering::SeqCst) == self.releases {
+            // Checked against the map in tests: the flight is there and
+            // unreleased.
+            debug_assert!(!self.released_locked(shard));
+            return false;
+        }
+        self.released_locked(shard)
+    }
+
+    #[cold]
+    fn released_locked<K, V>(self, shard: &Shard<K, V>) -> bool {
+        let mut table = shard.table.lock();
         table.by_id(self.hash, self.id).is_none_or(|e| e.released)
     }
 }

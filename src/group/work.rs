@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe, RefUnwindSafe, UnwindSafe};
 use std::time::Instant;
 
 use super::observer::Observer;
-use super::table::{finish, Entry, FlightRef, Shard};
+use super::table::{finish, Entry, FlightRef, Releases, Shard};
 use crate::call::{Call, Delivered, Flight, Share};
 use crate::error::{Error, LeaderPanicked};
 use crate::metrics::{Outcome, Stats};
@@ -260,7 +260,7 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         let all = self.mask < mask;
         for (j, shard) in self.shards.iter().enumerate() {
             if all || j & mask == index {
-                shard.table.lock().release_all();
+                shard.table.lock().release_all(&Releases::of(shard));
             }
         }
     }
@@ -271,10 +271,11 @@ impl<K, V, S: BuildHasher> Group<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let (hash, index) = self.locate(key);
-        let mut table = self.shards[index].table.lock();
+        let shard = &self.shards[index];
+        let mut table = shard.table.lock();
         match table.joinable(hash, key) {
             Some(entry) if allowed(entry) => {
-                entry.released = true;
+                entry.release(&Releases::of(shard));
                 true
             }
             _ => false,
@@ -298,7 +299,8 @@ impl<K, V: Clone, S> Group<K, V, S> {
         if let Some(share) = call.wait(deadline) {
             return share;
         }
-        let mut table = self.shards[index].table.lock();
+        let shard = &self.shards[index];
+        let mut table = shard.table.lock();
         let (remaining, shared) = match call.leave() {
             Ok(share) => return share,
             Err(left) => left,
@@ -307,8 +309,8 @@ impl<K, V: Clone, S> Group<K, V, S> {
         let mut cancelled = false;
         if remaining == 0 {
             if let Some(entry) = table.by_id(hash, id) {
-                if let Some(token) = &entry.token {
-                    entry.released = true;
+                if let Some(token) = entry.token.clone() {
+                    entry.release(&Releases::of(shard));
                     token.cancel();
                     cancelled = true;
                 }
@@ -431,14 +433,17 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         let (hash, index) = self.locate(key);
         let me = sync::thread_token();
         let mut first = true;
+        let shard = &self.shards[index];
         loop {
-            let mut table = self.shards[index].table.lock();
+            let mut table = shard.table.lock();
             table.counts.calls += u64::from(std::mem::take(&mut first));
             let entry = match table.joinable_or_insert(hash, key, me) {
                 Ok(entry) => entry,
                 Err(id) => {
+                    // Taken under the lock the new flight was put in with.
+                    let flight = FlightRef::unreleased_at(index, hash, id, shard.releases());
                     drop(table);
-                    return self.lead(index, hash, id, f);
+                    return self.lead(flight, f);
                 }
             };
             if entry.owner == me {
@@ -470,11 +475,11 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         }
     }
 
-    fn lead(&self, index: usize, hash: u64, id: u64, f: impl FnOnce(FlightRef) -> V) -> Flight<V> {
+    fn lead(&self, flight: FlightRef, f: impl FnOnce(FlightRef) -> V) -> Flight<V> {
+        let (index, hash, id) = flight.parts();
         let start = self.observer.start();
         // Catching (rather than a drop guard) lets the followers see the
         // leader's message; the leader's own panic resumes unchanged.
-        let flight = FlightRef::new(index, hash, id);
         let result = panic::catch_unwind(AssertUnwindSafe(|| f(flight)));
         let outcome = match &result {
             Ok(value) => self.observer.outcome(value),
