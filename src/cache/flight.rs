@@ -79,19 +79,42 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
+        self.recheck_counting(hash, key, |_| false)
+    }
+
+    /// [`recheck`](Self::recheck), counting a loader run under the same
+    /// lock when `loads` says what was found will be loaded: a miss into a
+    /// full cache takes the shard's lock four times, and this saves one.
+    #[inline]
+    fn recheck_counting<Q>(
+        &self,
+        hash: u64,
+        key: &Q,
+        loads: impl FnOnce(&Recheck<V>) -> bool,
+    ) -> Recheck<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
         let now = self.clock.now();
         let mut store = self.shard_of(hash).lock();
-        let Some(pos) = store.find(hash, key) else {
-            return Recheck::Miss;
+        let found = match store.find(hash, key) {
+            None => Recheck::Miss,
+            Some(pos) => {
+                let expires = store.slot(pos).expires;
+                let kept_until = store.kept_until(pos, self.max_stale);
+                match store.slot(pos).cached() {
+                    Cached::Value(v) if now < expires => Recheck::Fresh(v.clone(), kept_until),
+                    Cached::Value(v) if now < kept_until => Recheck::Kept(v.clone(), kept_until),
+                    Cached::Error(e) if now < expires => Recheck::Error(e.clone()),
+                    _ => Recheck::Miss,
+                }
+            }
         };
-        let expires = store.slot(pos).expires;
-        let kept_until = store.kept_until(pos, self.max_stale);
-        match store.slot(pos).cached() {
-            Cached::Value(v) if now < expires => Recheck::Fresh(v.clone(), kept_until),
-            Cached::Value(v) if now < kept_until => Recheck::Kept(v.clone(), kept_until),
-            Cached::Error(e) if now < expires => Recheck::Error(e.clone()),
-            _ => Recheck::Miss,
+        if loads(&found) {
+            store.counts.loads += 1;
         }
+        found
     }
 
     /// Leads a load: unless this is a refresh, looks once more; runs `f`;
@@ -118,14 +141,20 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         // the entry it refreshes is its fallback.
         let mut fallback = None;
         if !refresh || self.max_stale > 0 {
-            match self.recheck(hash, key.get()) {
+            // The load is counted under the recheck's lock.
+            let loads = |found: &Recheck<V>| refresh || !matches!(found, Recheck::Fresh(..));
+            match self.recheck_counting(hash, key.get(), loads) {
                 Recheck::Fresh(v, _) if !refresh => return Ok(v),
                 Recheck::Fresh(v, until) | Recheck::Kept(v, until) => fallback = Some((v, until)),
                 Recheck::Error(_) | Recheck::Miss => {}
             }
+        } else {
+            self.load_started(hash);
         }
-        self.load_started(hash);
-        let start = self.clock.now();
+        // The load's duration serves only early refresh (XFetch): without
+        // it, the clock is not read around the loader.
+        let timed = self.beta.is_some();
+        let start = if timed { self.clock.now() } else { 0 };
         let loaded = match fallback {
             None => f(),
             Some(_) => panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
@@ -133,11 +162,13 @@ impl<K: Eq, V: Clone> Inner<K, V> {
                 Err(Shared::new(LoaderPanicked(cause)) as AnyError)
             }),
         };
-        let now = self.clock.now();
         let writer = Writer::Load(flights, flight);
         let e = match loaded {
             Ok(v) => {
-                let delta = now.saturating_sub(start);
+                let delta = match timed {
+                    true => self.clock.now().saturating_sub(start),
+                    false => 0,
+                };
                 self.store(
                     key.into_owned(),
                     hash,
@@ -153,6 +184,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
             Err(e) if e.is::<Absent>() => return Err(e),
             Err(e) => e,
         };
+        let now = self.clock.now();
         let mut store = self.shard_of(hash).lock();
         store.counts.load_errors += 1;
         // With a fail-safe, a failed refresh is throttled too: the entry is
