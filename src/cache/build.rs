@@ -142,9 +142,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
         let count = sync::default_shards().min(1 << (self.max_entries / 64).max(1).ilog2());
         let share = self.max_entries.div_ceil(count);
         let shards = (0..count)
-            .map(|_| CacheShard {
-                store: Mutex::new(Store::new(share, with_extras)),
-            })
+            .map(|_| CacheShard::new(Store::new(share, with_extras)))
             .collect();
         let adapter = Adapter::new(self.max_entries);
         let inner = Inner {

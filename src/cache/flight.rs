@@ -24,6 +24,41 @@ pub(super) enum Recheck<V> {
     Miss,
 }
 
+/// What a loading caller's own lookup found, which decides how its leader
+/// looks again before it loads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Looked {
+    /// No entry, with the shard's store count read before the lookup
+    /// ([`Inner::writes`]): if no store has begun there since, the leader's
+    /// recheck would miss too, and is skipped.
+    Miss(u64),
+    /// Not known to be absent (a cached error, a kept value, or a caller
+    /// that did not say): the leader looks again.
+    Unsure,
+    /// A value due for a refresh, which this caller was chosen to start.
+    Refresh,
+}
+
+/// `true`: a refresh; `false`: a load whose leader looks again.
+impl From<bool> for Looked {
+    fn from(refresh: bool) -> Self {
+        match refresh {
+            true => Looked::Refresh,
+            false => Looked::Unsure,
+        }
+    }
+}
+
+/// Counts a loader run that panicked before it was counted (its leader
+/// skipped the recheck, and a panic never reaches the store that counts it).
+struct CountOnUnwind<'a, K, V>(&'a Inner<K, V>, u64);
+
+impl<K, V> Drop for CountOnUnwind<'_, K, V> {
+    fn drop(&mut self) {
+        self.0.load_started(self.1);
+    }
+}
+
 /// The key of a load: borrowed from its caller (`&Q`, owned only to
 /// store), or owned by a detached flight ([`OwnedKey`]).
 pub(super) trait LoadKey<K> {
@@ -117,7 +152,8 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         found
     }
 
-    /// Leads a load: unless this is a refresh, looks once more; runs `f`;
+    /// Leads a load: unless this is a refresh, or its caller's lookup missed
+    /// and nothing was stored in the shard since, looks once more; runs `f`;
     /// stores its value (or, with an error TTL, its error) before the flight
     /// ends. With a kept value and a failing `f` (an error or a panic), the
     /// kept value is stored again for the throttle, `mine` gets it, and
@@ -130,31 +166,41 @@ impl<K: Eq, V: Clone> Inner<K, V> {
         key: L,
         hash: u64,
         ttl: u64,
-        refresh: bool,
+        looked: Looked,
         f: impl FnOnce() -> Loaded<V>,
         mine: &mut Option<V>,
     ) -> Loaded<V>
     where
         K: Borrow<L::Q>,
     {
+        let refresh = looked == Looked::Refresh;
         // A refresh loads even when the entry is fresh; with a fail-safe,
         // the entry it refreshes is its fallback.
         let mut fallback = None;
-        if !refresh || self.max_stale > 0 {
-            // The load is counted under the recheck's lock.
-            let loads = |found: &Recheck<V>| refresh || !matches!(found, Recheck::Fresh(..));
-            match self.recheck_counting(hash, key.get(), loads) {
-                Recheck::Fresh(v, _) if !refresh => return Ok(v),
-                Recheck::Fresh(v, until) | Recheck::Kept(v, until) => fallback = Some((v, until)),
-                Recheck::Error(_) | Recheck::Miss => {}
+        // Whether the loader run is counted already; if not, whoever takes
+        // the shard's lock next for this load counts it (see `Writer::Led`).
+        let mut counted = true;
+        match looked {
+            // This flight is in the group's map: see `CacheShard::writes`.
+            Looked::Miss(writes) if self.writes(hash) == writes => counted = false,
+            _ if !refresh || self.max_stale > 0 => {
+                // The load is counted under the recheck's lock.
+                let loads = |found: &Recheck<V>| refresh || !matches!(found, Recheck::Fresh(..));
+                match self.recheck_counting(hash, key.get(), loads) {
+                    Recheck::Fresh(v, _) if !refresh => return Ok(v),
+                    Recheck::Fresh(v, until) | Recheck::Kept(v, until) => {
+                        fallback = Some((v, until))
+                    }
+                    Recheck::Error(_) | Recheck::Miss => {}
+                }
             }
-        } else {
-            self.load_started(hash);
+            _ => self.load_started(hash),
         }
         // The load's duration serves only early refresh (XFetch): without
         // it, the clock is not read around the loader.
         let timed = self.beta.is_some();
         let start = if timed { self.clock.now() } else { 0 };
+        let unwinding = (!counted).then(|| CountOnUnwind(self, hash));
         let loaded = match fallback {
             None => f(),
             Some(_) => panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
@@ -162,12 +208,17 @@ impl<K: Eq, V: Clone> Inner<K, V> {
                 Err(Shared::new(LoaderPanicked(cause)) as AnyError)
             }),
         };
-        let writer = Writer::Load(flights, flight);
+        // `f` returned: counted below.
+        std::mem::forget(unwinding);
         let e = match loaded {
             Ok(v) => {
                 let delta = match timed {
                     true => self.clock.now().saturating_sub(start),
                     false => 0,
+                };
+                let writer = match counted {
+                    true => Writer::Load(flights, flight),
+                    false => Writer::Led(flights, flight),
                 };
                 self.store(
                     key.into_owned(),
@@ -181,12 +232,19 @@ impl<K: Eq, V: Clone> Inner<K, V> {
                 return Ok(v);
             }
             // "Nothing found" is shared, never stored, and not a failure.
-            Err(e) if e.is::<Absent>() => return Err(e),
+            Err(e) if e.is::<Absent>() => {
+                if !counted {
+                    self.load_started(hash);
+                }
+                return Err(e);
+            }
             Err(e) => e,
         };
+        let writer = Writer::Load(flights, flight);
         let now = self.clock.now();
         let mut store = self.shard_of(hash).lock();
         store.counts.load_errors += 1;
+        store.counts.loads += u64::from(!counted);
         // With a fail-safe, a failed refresh is throttled too: the entry is
         // not refreshed again before the throttle has passed.
         if refresh && self.max_stale > 0 {
@@ -236,7 +294,7 @@ impl<K: Eq, V: Clone> Inner<K, V> {
             OwnedKey(key),
             hash,
             ttl,
-            refresh,
+            refresh.into(),
             f,
             &mut None,
         )

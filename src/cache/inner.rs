@@ -81,6 +81,10 @@ pub(super) enum Writer<'a, K, V> {
     /// load running for the key, so the older value it loads cannot
     /// overwrite this one.
     Insert(&'a dyn Fn(&K)),
+    /// A load as [`Load`](Self::Load), whose loader run is counted here,
+    /// under the store's lock: its leader skipped the recheck, whose lock
+    /// counts it otherwise (see [`CacheShard::writes`]).
+    Led(&'a [Shard<K, Loaded<V>>], FlightRef),
 }
 
 /// The user's hooks, each optional.
@@ -90,9 +94,28 @@ pub(super) struct Hooks<K, V> {
     pub(super) expiry: Option<Box<dyn Expiry<K, V>>>,
 }
 
-#[repr(align(128))]
+/// `repr(C)`, `writes` first: it shares the lock word's cache line, which
+/// every call touches anyway.
+#[repr(C, align(128))]
 pub(super) struct CacheShard<K, V> {
+    /// How many stores began in this shard: bumped by [`Inner::store`]
+    /// under the lock, first thing, read without it. A leader that read it
+    /// before a lookup that missed, and reads the same count once its flight
+    /// is in the group's map, knows its recheck would miss too: any entry
+    /// stored since, by an insert or by a load whose flight ended before
+    /// this one began, bumped it before that. So it skips the recheck, and
+    /// the shard's lock, on the common miss.
+    writes: AtomicU64,
     pub(super) store: Mutex<Store<K, V>>,
+}
+
+impl<K, V> CacheShard<K, V> {
+    pub(super) fn new(store: Store<K, V>) -> Self {
+        CacheShard {
+            writes: AtomicU64::new(0),
+            store: Mutex::new(store),
+        }
+    }
 }
 
 /// The system clock is called directly, any other through the trait.
@@ -127,6 +150,15 @@ impl<K, V> Inner<K, V> {
     #[inline]
     pub(super) fn shard_of(&self, hash: u64) -> &Mutex<Store<K, V>> {
         &self.shards[self.index_of(hash)].store
+    }
+
+    /// The count of stores begun in `hash`'s shard (see
+    /// [`CacheShard::writes`]); read before a lookup, then by its leader.
+    #[inline]
+    pub(super) fn writes(&self, hash: u64) -> u64 {
+        self.shards[self.index_of(hash)]
+            .writes
+            .load(Ordering::Acquire)
     }
 
     /// Entries held now, in every shard (expired ones not yet reclaimed
@@ -251,18 +283,30 @@ impl<K, V> Inner<K, V> {
             slot.expires = slot.expires.min(now.saturating_add(idle));
         }
         let mut gone = Gone::new();
-        let mut store = self.shards[index].store.lock();
+        let shard = &self.shards[index];
+        let mut store = shard.store.lock();
+        // Before the entry can be seen, and before an insert releases a
+        // load: see `CacheShard::writes`. Writers hold the lock.
+        let writes = shard.writes.load(Ordering::Relaxed);
+        shard
+            .writes
+            .store(writes.wrapping_add(1), Ordering::Release);
+        if let Writer::Led(..) = writer {
+            store.counts.loads += 1;
+        }
         // Under this shard's lock, which `invalidate` and `clear` hold
         // while they release a key's flight: either the release comes
         // first and the value stays out, or the store does and they remove
         // it.
         match writer {
-            Writer::Load(flights, flight) if flight.released(flights) => {
+            Writer::Load(flights, flight) | Writer::Led(flights, flight)
+                if flight.released(flights) =>
+            {
                 drop(store);
                 drop(slot);
                 return;
             }
-            Writer::Load(..) => {}
+            Writer::Load(..) | Writer::Led(..) => {}
             Writer::Insert(release) => release(&slot.key),
         }
         let found = store.find(hash, &slot.key);

@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::Duration;
 
 use super::clock::nanos;
-use super::flight::Absent;
+use super::flight::{Absent, Looked};
 use super::inner::{Loaded, RefreshFlag};
 use super::lookup::{Lookup, Mode};
 use super::store::{AnyError, Cached};
@@ -96,12 +96,18 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, _) = self.group.locate(key);
-        let refresh = match self.lookup(hash, key, Mode::Load) {
+        // Before the lookup: see `Looked::Miss`.
+        let writes = self.inner.writes(hash);
+        let (looked, _refresh) = match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return v,
-            Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
-            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
+            Lookup::Stale(_, stamp) => (
+                Looked::Refresh,
+                Some(RefreshFlag::new(&self.inner, hash, stamp)),
+            ),
+            Lookup::Miss => (Looked::Miss(writes), None),
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) => (Looked::Unsure, None),
         };
-        self.load_value(key, hash, ttl, refresh.is_some(), f)
+        self.load_value(key, hash, ttl, looked, f)
     }
 
     /// [`load`](Self::load) for an infallible loader. Joining a load that
@@ -114,16 +120,16 @@ where
         key: &Q,
         hash: u64,
         ttl: u64,
-        refresh: bool,
+        refresh: impl Into<Looked>,
         f: impl FnOnce() -> V,
     ) -> V
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut f = Some(f);
+        let (looked, mut f) = (refresh.into(), Some(f));
         loop {
-            let (loaded, _) = self.load(key, hash, ttl, refresh, || {
+            let (loaded, _) = self.load(key, hash, ttl, looked, || {
                 Ok((f.take().expect("a flight runs its loader once"))())
             });
             match loaded {
@@ -165,14 +171,17 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let (hash, _) = self.group.locate(key);
-        let refresh = match self.lookup(hash, key, Mode::Load) {
+        let writes = self.inner.writes(hash);
+        let (looked, _refresh) = match self.lookup(hash, key, Mode::Load) {
             Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Some(v),
-            Lookup::Stale(_, stamp) => Some(RefreshFlag::new(&self.inner, hash, stamp)),
-            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) | Lookup::Miss => None,
+            Lookup::Stale(_, stamp) => (
+                Looked::Refresh,
+                Some(RefreshFlag::new(&self.inner, hash, stamp)),
+            ),
+            Lookup::Miss => (Looked::Miss(writes), None),
+            Lookup::Fresh(Cached::Error(_)) | Lookup::Kept(_) => (Looked::Unsure, None),
         };
-        let found = self.try_load_value(key, hash, self.inner.ttl, refresh.is_some(), || {
-            f().ok_or(Absent)
-        });
+        let found = self.try_load_value(key, hash, self.inner.ttl, looked, || f().ok_or(Absent));
         found.ok()
     }
 
@@ -279,16 +288,22 @@ where
         E: Send + Sync + 'static,
     {
         let (hash, _) = self.group.locate(key);
-        let (refresh, current) = match self.lookup(hash, key, Mode::TryLoad) {
+        let writes = self.inner.writes(hash);
+        let (looked, refresh, current) = match self.lookup(hash, key, Mode::TryLoad) {
             Lookup::Fresh(Cached::Value(v)) | Lookup::Throttled(v) => return Ok(v),
             Lookup::Fresh(Cached::Error(e)) => match e.downcast::<E>() {
                 Ok(e) => return Err(e),
-                Err(_) => (None, None),
+                Err(_) => (Looked::Unsure, None, None),
             },
-            Lookup::Stale(v, stamp) => (Some(RefreshFlag::new(&self.inner, hash, stamp)), Some(v)),
-            Lookup::Kept(_) | Lookup::Miss => (None, None),
+            Lookup::Stale(v, stamp) => (
+                Looked::Refresh,
+                Some(RefreshFlag::new(&self.inner, hash, stamp)),
+                Some(v),
+            ),
+            Lookup::Miss => (Looked::Miss(writes), None, None),
+            Lookup::Kept(_) => (Looked::Unsure, None, None),
         };
-        let loaded = self.try_load_value(key, hash, ttl, refresh.is_some(), f);
+        let loaded = self.try_load_value(key, hash, ttl, looked, f);
         drop(refresh);
         match loaded {
             Err(_) if current.is_some() => Ok(current.expect("checked just above")),
@@ -305,7 +320,7 @@ where
         key: &Q,
         hash: u64,
         ttl: u64,
-        refresh: bool,
+        refresh: impl Into<Looked>,
         f: impl FnOnce() -> Result<V, E>,
     ) -> Result<V, Shared<E>>
     where
@@ -324,7 +339,7 @@ where
         key: &Q,
         hash: u64,
         ttl: u64,
-        refresh: bool,
+        refresh: impl Into<Looked>,
         f: impl FnOnce() -> Result<V, E>,
     ) -> Result<(V, bool), Shared<E>>
     where
@@ -332,9 +347,9 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         E: Send + Sync + 'static,
     {
-        let mut f = Some(f);
+        let (looked, mut f) = (refresh.into(), Some(f));
         loop {
-            let (loaded, stale) = self.load(key, hash, ttl, refresh, || {
+            let (loaded, stale) = self.load(key, hash, ttl, looked, || {
                 (f.take().expect("a flight runs its loader once"))()
                     .map_err(|e| Shared::new(e) as AnyError)
             });
@@ -356,7 +371,7 @@ where
         key: &Q,
         hash: u64,
         ttl: u64,
-        refresh: bool,
+        looked: Looked,
         f: impl FnOnce() -> Loaded<V>,
     ) -> (Loaded<V>, bool)
     where
@@ -371,7 +386,7 @@ where
                 key,
                 hash,
                 ttl,
-                refresh,
+                looked,
                 f,
                 &mut mine,
             )
