@@ -487,6 +487,16 @@ impl<K, V: Clone, S: BuildHasher> Group<K, V, S> {
         };
         let call = finish(self.shards[index].table.lock(), hash, id, outcome);
         match result {
+            // Nobody joined: nothing to publish (the common case, kept
+            // apart so it builds no `Delivered` to read back).
+            Ok(value) if call.is_none() => {
+                self.observer.ended(self.name, start, 1, 0, false, outcome);
+                Flight {
+                    value,
+                    shared: false,
+                    leader: true,
+                }
+            }
             Ok(value) => {
                 let shared = call.is_some();
                 let published = match call {
