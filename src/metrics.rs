@@ -45,7 +45,8 @@ pub struct Stats {
     /// caching, see `TtlCacheBuilder::error_ttl`): counted neither as hits
     /// nor as misses, since the caller gets an error and no load runs.
     pub negative_hits: u64,
-    /// Loader runs (misses that led a load, and refreshes).
+    /// Loader runs (misses that led a load, and refreshes), counted when
+    /// the loader returns or panics.
     pub loads: u64,
     /// Loader runs that returned an error.
     pub load_errors: u64,

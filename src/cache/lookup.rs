@@ -22,7 +22,8 @@ use crate::sync::{Mutex, MutexGuard, Ordering, Shared};
 /// - A fresh hit returns a clone; a miss loads, and the value is stored
 ///   **before** the load's flight is released, so a caller never finds a key
 ///   neither cached nor loading; the loading caller checks the cache once
-///   more before it runs the loader.
+///   more before it runs the loader (it skips the look when nothing was
+///   stored in the key's shard since its own lookup missed).
 /// - Each entry lives for the default TTL, or a per-call one, optionally
 ///   shortened by a random jitter so that entries loaded together do not all
 ///   expire together.
