@@ -201,13 +201,11 @@ impl Index {
         self.len
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The heap bytes the index holds.
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         std::mem::size_of_val::<[Bucket]>(&self.buckets)
     }

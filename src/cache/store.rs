@@ -5,15 +5,16 @@
 
 use std::borrow::Borrow;
 
+use hashbrown::HashTable;
+
 use super::hooks::RemovalCause;
-use super::index::Index;
 use super::policy::{Node, Nodes, Policy, INITIAL_WINDOW, MAX_ENTRIES};
 pub(crate) use super::slot::{AnyError, Cached, Extra, Slot};
 use super::slot::{ERROR, REFERENCED, STALE, STAMP};
 use crate::metrics::CacheCounts;
 
-/// The hash the sketch counts a slot under: its half of the key's hash,
-/// spread over 64 bits.
+/// The hash a shard uses inside: its half of the key's hash, spread over 64
+/// bits for the index's buckets and tags.
 #[inline]
 fn spread(short: u32) -> u64 {
     u64::from(short).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(short)
@@ -48,7 +49,7 @@ impl<K, V> Nodes for Arena<'_, K, V> {
 pub(crate) struct Store<K, V> {
     /// First, so `hits` shares the lock word's cache line.
     pub(crate) counts: CacheCounts,
-    index: Index,
+    index: HashTable<u32>,
     slots: Vec<Slot<K, V>>,
     /// Each slot's place in the policy, in step with `slots`.
     links: Vec<Node>,
@@ -135,7 +136,7 @@ impl<K, V> Store<K, V> {
             extras: Vec::new(),
             with_extras,
             freed: (0, 0),
-            index: Index::new(),
+            index: HashTable::new(),
             slots: Vec::new(),
             links: Vec::new(),
             policy: Policy::new(share),
@@ -162,8 +163,10 @@ impl<K, V> Store<K, V> {
     {
         let slots = &self.slots;
         self.index
-            .find(hash as u32, |p| slots[p as usize].key.borrow() == key)
-            .map(|p| p as usize)
+            .find(spread(hash as u32), |&p| {
+                slots[p as usize].key.borrow() == key
+            })
+            .map(|&p| p as usize)
     }
 
     #[inline]
@@ -240,15 +243,19 @@ impl<K, V> Store<K, V> {
             self.freed.1 += u64::from(self.extras.swap_remove(pos).weight);
         }
         let short = self.slots[pos].short;
-        self.index.remove(short, pos as u32);
+        if let Ok(entry) = self.index.find_entry(spread(short), |&p| p as usize == pos) {
+            entry.remove();
+        }
         let gone = self.slots.swap_remove(pos);
         self.links.swap_remove(pos);
         if pos != last {
             // It may land behind the sweep's cursor, where this lap will
             // not pass it.
             self.lap_min = self.lap_min.min(self.slots[pos].expires);
-            self.index
-                .repoint(self.slots[pos].short, last as u32, pos as u32);
+            let moved = spread(self.slots[pos].short);
+            if let Some(p) = self.index.find_mut(moved, |&p| p as usize == last) {
+                *p = pos as u32;
+            }
             let mut arena = Arena {
                 slots: &mut self.slots,
                 links: &mut self.links,
@@ -295,13 +302,14 @@ impl<K, V> Store<K, V> {
             };
             self.slots.reserve_exact(want.max(4) - pos);
             self.links.reserve_exact(want.max(4) - pos);
-            self.index.reserve(want.max(4) - pos);
         }
         let short = slot.short;
         self.slots.push(slot);
         self.links.push(Node::default());
-        self.index.insert(short, pos as u32);
-        debug_assert_eq!(self.index.len(), self.slots.len());
+        let slots = &self.slots;
+        self.index.insert_unique(spread(short), pos as u32, |&p| {
+            spread(slots[p as usize].short)
+        });
         let mut arena = Arena {
             slots: &mut self.slots,
             links: &mut self.links,
@@ -347,7 +355,9 @@ impl<K, V> Store<K, V> {
         };
         let pos = pos as usize;
         let old = self.slots[pos].short;
-        self.index.remove(old, pos as u32);
+        if let Ok(entry) = self.index.find_entry(spread(old), |&p| p as usize == pos) {
+            entry.remove();
+        }
         if self.with_extras {
             self.freed.1 += u64::from(std::mem::replace(&mut self.extras[pos], extra).weight);
         }
@@ -355,7 +365,10 @@ impl<K, V> Store<K, V> {
         self.lower_floor(slot.expires);
         let short = slot.short;
         let victim = std::mem::replace(&mut self.slots[pos], slot);
-        self.index.insert(short, pos as u32);
+        let slots = &self.slots;
+        self.index.insert_unique(spread(short), pos as u32, |&p| {
+            spread(slots[p as usize].short)
+        });
         let mut arena = Arena {
             slots: &mut self.slots,
             links: &mut self.links,
@@ -445,17 +458,17 @@ impl<K, V> Store<K, V> {
     pub(crate) fn find_stamp(&self, short: u32, stamp: u32) -> Option<usize> {
         let slots = &self.slots;
         self.index
-            .find(short, |p| slots[p as usize].stamp() == stamp)
-            .map(|p| p as usize)
+            .find(spread(short), |&p| slots[p as usize].stamp() == stamp)
+            .map(|&p| p as usize)
     }
 
     /// Lets a later caller refresh the slot stamped `stamp`, if it is still
     /// here (a refresh that stored a new slot has nothing to clear).
     pub(crate) fn clear_refreshing(&mut self, hash: u64, stamp: u32) {
         let slots = &mut self.slots;
-        if let Some(p) = self
+        if let Some(&p) = self
             .index
-            .find(hash as u32, |p| slots[p as usize].stamp() == stamp)
+            .find(spread(hash as u32), |&p| slots[p as usize].stamp() == stamp)
         {
             slots[p as usize].set_refreshing(false);
         }
