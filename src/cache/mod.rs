@@ -1,7 +1,7 @@
 //! The cache layer: `TtlCache`, built on a `Group`.
 //!
 //! Its files run one way, each importing only from those listed before it:
-//! the clock, the user's hooks (listener, weigher, expiry), the hash index, the frequency sketch, the eviction policy and one shard's
+//! the clock, the user's hooks (listener, weigher, expiry), the frequency sketch, the slot, the eviction policy and one shard's
 //! store (plain data structures: no locks, clocks or threads inside); what every handle
 //! shares (`inner`); the cache type with its lookups and writes (`lookup`);
 //! the loaders on the caller's thread (`load`, and `many` for batches) and
@@ -11,9 +11,6 @@
 mod adapt;
 mod clock;
 mod hooks;
-// Not used yet: the store's `HashTable<u32>` moves to it in its own change.
-#[allow(dead_code)]
-mod index;
 mod policy;
 mod sketch;
 mod slot;
