@@ -123,7 +123,7 @@ impl Miniature {
     /// A miniature of `capacity` entries whose bits start at `side` in
     /// [`Quiet::refs`].
     fn new(capacity: usize, window: f64, side: usize) -> Self {
-        let mut policy = Policy::new(capacity);
+        let mut policy = Policy::new(capacity).with_window_floor(1);
         policy.set_window(window);
         Miniature {
             policy,
