@@ -166,7 +166,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             max_batch: self.max_batch,
             sample_shift: adapter.shift(),
             window: AtomicU64::new(adapter.window().to_bits()),
-            adapter: Mutex::new(adapter),
+            adapter,
             handles: AtomicUsize::new(1),
             weight: AtomicU64::new(0),
             max_weight: self.max_weight.unwrap_or(u64::MAX),

@@ -61,7 +61,7 @@ pub(super) struct Inner<K, V> {
     /// At most this many keys to one call of a batch's loader.
     pub(super) max_batch: usize,
     /// Steers the window/main split of every shard's policy.
-    pub(super) adapter: Mutex<Adapter>,
+    pub(super) adapter: Adapter,
     /// A request is fed to the adapter when its hash's top bits are zero
     /// (`64`: every request).
     pub(super) sample_shift: u32,
@@ -174,26 +174,29 @@ impl<K, V> Inner<K, V> {
         }
     }
 
-    /// The window fraction every shard's policy should use now.
+    /// The window fraction every shard's policy should use now, asked for
+    /// by an eviction (which the adapter is told of: it sleeps while the
+    /// cache evicts nothing).
     fn window(&self) -> f64 {
+        self.adapter.evicting();
         f64::from_bits(self.window.load(Ordering::Relaxed))
     }
 
-    /// Feeds the request hashed `hash` to the adapter, if it samples it.
+    /// Feeds the request hashed `hash` to the adapter, if it samples it
+    /// and it is not one of the hits the adapter skips without its lock
+    /// (most of a hitting cache's: see `adapt.rs`).
     #[inline]
     pub(super) fn sample(&self, hash: u64) {
-        if self.sample_shift == 64 || hash >> self.sample_shift == 0 {
+        if (self.sample_shift == 64 || hash >> self.sample_shift == 0) && !self.adapter.skips(hash)
+        {
             self.adapt(hash);
         }
     }
 
     #[cold]
     fn adapt(&self, hash: u64) {
-        // A sample lost to contention changes nothing that matters.
-        if let Some(mut adapter) = self.adapter.try_lock() {
-            if let Some(window) = adapter.record(hash) {
-                self.window.store(window.to_bits(), Ordering::Relaxed);
-            }
+        if let Some(window) = self.adapter.record(hash, self.len()) {
+            self.window.store(window.to_bits(), Ordering::Relaxed);
         }
     }
 
