@@ -195,3 +195,11 @@ pub(crate) fn spawn_thread(name: String, job: Box<dyn FnOnce() + Send>) -> std::
 pub(crate) fn spawn_thread(name: String, job: Box<dyn FnOnce() + Send>) -> std::io::Result<()> {
     loom::thread::Builder::new().name(name).spawn(job).map(drop)
 }
+
+/// Atomics that carry hints, not coordination (the cache adapter's sample
+/// of resident keys, its reference bits and credit): std's under loom too. A
+/// race on them only blurs or loses a sample, so there is nothing for a model
+/// to check, and loom would have to track thousands of them per cache.
+pub(crate) mod hint {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+}

@@ -48,7 +48,7 @@
 //! hits alone took it to 0.2 to 2.1% in the runs whose sample fit the
 //! miniatures, and 5.6 to 7.8% (from 9 to 13.6%) in those where it did not.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::hint::{AtomicBool, Ordering};
 
 use hashbrown::HashTable;
 

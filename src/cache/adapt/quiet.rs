@@ -2,14 +2,14 @@
 //! that a sampled hit on one is served without the lock, and whether the
 //! adapter sleeps (see the parent module's docs).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::hint::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// What a sampled hit needs without the lock: the keys resident in both
 /// miniatures with their two positions, both miniatures' reference bits,
 /// and how many requests the current period can still take. See the
 /// module docs.
 ///
-/// `std`'s atomics even under loom: what they hold is a hint, not part of
+/// The `sync` shim's hint atomics (std's even under loom): what they hold is a hint, not part of
 /// the cache's coordination. A race on them (a key read just as it is
 /// evicted, so its bit is set on the entry that took its place; a credit
 /// decrement lost) only blurs or loses a sample, as a contended `try_lock`
