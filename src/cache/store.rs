@@ -306,15 +306,7 @@ impl<K, V> Store<K, V> {
         let short = slot.short;
         self.slots.push(slot);
         self.links.push(Node::default());
-        let slots = &self.slots;
-        self.index.insert_unique(spread(short), pos as u32, |&p| {
-            spread(slots[p as usize].short)
-        });
-        let mut arena = Arena {
-            slots: &mut self.slots,
-            links: &mut self.links,
-        };
-        self.policy.insert(&mut arena, pos as u32);
+        self.enter(short, pos);
     }
 
     /// The policy's victim, taken out; `None` when the shard is empty.
@@ -365,6 +357,13 @@ impl<K, V> Store<K, V> {
         self.lower_floor(slot.expires);
         let short = slot.short;
         let victim = std::mem::replace(&mut self.slots[pos], slot);
+        self.enter(short, pos);
+        Ok(victim)
+    }
+
+    /// Indexes the new slot at `pos` (its key's hash has the low half
+    /// `short`) and gives it to the policy's window.
+    fn enter(&mut self, short: u32, pos: usize) {
         let slots = &self.slots;
         self.index.insert_unique(spread(short), pos as u32, |&p| {
             spread(slots[p as usize].short)
@@ -374,7 +373,6 @@ impl<K, V> Store<K, V> {
             links: &mut self.links,
         };
         self.policy.insert(&mut arena, pos as u32);
-        Ok(victim)
     }
 
     fn stamp(&mut self) -> u32 {
