@@ -241,7 +241,7 @@ impl Adapter {
         self.shift == 64 || hash >> self.shift == 0
     }
 
-    /// The shift [`samples`](Self::samples) uses, for a caller that decides
+    /// The shift `samples` uses, for a caller that decides
     /// without the adapter's lock.
     pub(crate) fn shift(&self) -> u32 {
         self.shift

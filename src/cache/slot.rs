@@ -123,7 +123,7 @@ impl<K, V> Slot<K, V> {
         }
     }
 
-    /// The low half of the key's hash (see [`Store::find_stamp`]).
+    /// The low half of the key's hash (see `Store::find_stamp`).
     pub(crate) fn short(&self) -> u32 {
         self.short
     }
