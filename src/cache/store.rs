@@ -399,7 +399,18 @@ impl<K, V> Store<K, V> {
             if self.slots.is_empty() {
                 break;
             }
-            let pos = self.sweep % self.slots.len();
+            if self.sweep >= self.slots.len() {
+                // A lap is done (the cursor reached the end, or the shard
+                // shrank under it): every slot was passed, or lowered
+                // `lap_min` when it was stored or moved behind the cursor.
+                self.sweep = 0;
+                self.floor = self.lap_min;
+                self.lap_min = u64::MAX;
+                if now < self.floor {
+                    return;
+                }
+            }
+            let pos = self.sweep;
             let until = self.kept_until(pos, grace);
             if until <= now {
                 // The last slot moves into `pos`: look at `pos` again.
@@ -408,13 +419,6 @@ impl<K, V> Store<K, V> {
             }
             self.lap_min = self.lap_min.min(self.slots[pos].expires);
             self.sweep = pos + 1;
-            if self.sweep == self.slots.len() {
-                // A lap is done: every slot was passed or lowered `lap_min`
-                // when it was stored or moved.
-                self.sweep = 0;
-                self.floor = self.lap_min;
-                self.lap_min = u64::MAX;
-            }
         }
         if self.slots.is_empty() {
             self.floor = u64::MAX;

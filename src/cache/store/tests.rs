@@ -121,3 +121,44 @@ fn removing_keeps_the_index_and_the_policy_in_step() {
     assert_eq!(evicted, [0, 1, 2, 4, 5, 6, 7]);
     assert_eq!(store.len(), 0);
 }
+
+#[test]
+fn a_shard_that_shrinks_under_the_sweep_still_has_its_expired_slots_found() {
+    let mut store: Store<u64, u64> = Store::new(64, false);
+    let hash = |k: u64| k.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    for k in 0..32 {
+        let expires = if k < 8 { 100 } else { 1_000 };
+        store.insert_new(
+            Slot::new(k, hash(k), Cached::Value(k), expires),
+            Extra::default(),
+        );
+    }
+    // A slot that expires soon, taken out: the floor stays low, so the
+    // sweep runs before anything has expired.
+    store.insert_new(
+        Slot::new(99, hash(99), Cached::Value(99), 10),
+        Extra::default(),
+    );
+    let pos = store.find(hash(99), &99).unwrap();
+    store.remove(pos);
+    let mut gone = Gone::new();
+    // Part of a lap: the cursor moves to the middle.
+    for _ in 0..5 {
+        store.sweep_expired(50, 0, SWEEP, &mut gone);
+    }
+    assert_eq!(gone.len(), 0);
+    assert_eq!(store.sweep, 20);
+    // Evictions shrink the shard below the cursor.
+    while store.len() > 12 {
+        store.evict(INITIAL_WINDOW).expect("a victim");
+    }
+    let short_lived = (0..8)
+        .filter(|&k| store.find(hash(k), &k).is_some())
+        .count();
+    for _ in 0..64 {
+        store.sweep_expired(500, 0, SWEEP, &mut gone);
+    }
+    assert_eq!(gone.len(), short_lived, "every expired slot left");
+    assert!(store.slots().iter().all(|s| s.expires == 1_000));
+    assert_eq!(store.floor, 1_000);
+}
