@@ -208,6 +208,12 @@ fn a_key_missing_from_the_answer_is_not_found_for_each_kind_of_caller() {
                     .collect::<Vec<_>>()
             });
             assert_eq!(got, [Some(8), None, Some(22)]);
+            assert_eq!(other_batch.join().unwrap(), [None, Some(22)]);
+            // The single-key caller had no value from the batch: it ran its
+            // own. Joined here, so the flight count below is the holder's.
+            assert_eq!(single.join().unwrap(), 42);
+            assert_eq!(own_runs.load(Ordering::SeqCst), 1);
+            assert_eq!(group.in_flight(), 0);
             // A channel caller of a missing key, joining a batch flight.
             let g = group.clone();
             let holder = thread::spawn(move || {
@@ -223,10 +229,6 @@ fn a_key_missing_from_the_answer_is_not_found_for_each_kind_of_caller() {
             rx
         };
         assert!(matches!(rx.recv().unwrap(), Err(Error::NotFound)));
-        assert_eq!(other_batch.join().unwrap(), [None, Some(22)]);
-        // The single-key caller had no value from the batch: it ran its own.
-        assert_eq!(single.join().unwrap(), 42);
-        assert_eq!(own_runs.load(Ordering::SeqCst), 1);
         assert_eq!(group.in_flight(), 0);
     });
 }
