@@ -312,6 +312,13 @@ impl<K, V> Store<K, V> {
     /// The policy's victim, taken out; `None` when the shard is empty.
     /// `window` is the cache's current window fraction (see `adapt.rs`).
     pub(crate) fn evict(&mut self, window: f64) -> Option<Slot<K, V>> {
+        let pos = self.victim(window)?;
+        Some(self.take_out(pos))
+    }
+
+    /// The position the policy lets go of, at the cache's current window
+    /// fraction `window`; `None` when the shard is empty.
+    fn victim(&mut self, window: f64) -> Option<usize> {
         if window != self.window {
             self.window = window;
             self.policy.set_window(window);
@@ -320,8 +327,7 @@ impl<K, V> Store<K, V> {
             slots: &mut self.slots,
             links: &mut self.links,
         };
-        let pos = self.policy.evict(&mut arena)?;
-        Some(self.take_out(pos as usize))
+        self.policy.evict(&mut arena).map(|pos| pos as usize)
     }
 
     /// Evicts the policy's victim and puts `slot` (of a key not in the
@@ -334,18 +340,9 @@ impl<K, V> Store<K, V> {
         mut slot: Slot<K, V>,
         extra: Extra,
     ) -> Result<Slot<K, V>, (Slot<K, V>, Extra)> {
-        if window != self.window {
-            self.window = window;
-            self.policy.set_window(window);
-        }
-        let mut arena = Arena {
-            slots: &mut self.slots,
-            links: &mut self.links,
-        };
-        let Some(pos) = self.policy.evict(&mut arena) else {
+        let Some(pos) = self.victim(window) else {
             return Err((slot, extra));
         };
-        let pos = pos as usize;
         let old = self.slots[pos].short;
         if let Ok(entry) = self.index.find_entry(spread(old), |&p| p as usize == pos) {
             entry.remove();
