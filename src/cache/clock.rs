@@ -29,14 +29,7 @@ impl Clock for SystemClock {
     #[cfg(target_os = "linux")]
     #[inline]
     fn now(&self) -> Duration {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
-        // exists on every Linux since 2.6.32, so the call cannot fail.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        Duration::from_nanos(self.now_nanos())
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -55,7 +48,8 @@ impl SystemClock {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: as in `now`.
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE
+        // exists on every Linux since 2.6.32, so the call cannot fail.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
         (ts.tv_sec as u64)
             .wrapping_mul(1_000_000_000)
