@@ -142,3 +142,54 @@ fn a_one_entry_policy_evicts_its_only_entry() {
     assert_eq!(policy.evict(&mut arena), Some(0));
     assert_eq!(policy.evict(&mut arena), None);
 }
+
+#[test]
+fn a_window_that_is_most_of_the_cache_keeps_exact_lru_order_on_hits() {
+    // Twenty entries, a window of all but one: hits reorder the window, so
+    // the entries leave least recently used first, not in insertion order.
+    let mut policy = Policy::new(20);
+    policy.set_window(1.0);
+    assert!(policy.orders_hits());
+    let mut arena = Arena((0..20).map(|k| (Node::default(), hash(k), false)).collect());
+    for i in 0..20 {
+        policy.insert(&mut arena, i);
+    }
+    // Used in the order 4, 0, 2: the rest are older than all three.
+    for i in [4, 0, 2] {
+        policy.touch(&mut arena, i);
+    }
+    assert!(
+        (0..20).all(|i| !arena.referenced(i)),
+        "an ordered hit moves its entry and sets no bit"
+    );
+    let order: Vec<u32> = (0..20)
+        .map(|_| policy.evict(&mut arena).expect("a victim"))
+        .collect();
+    let mut lru: Vec<u32> = (0..20).filter(|i| ![4, 0, 2].contains(i)).collect();
+    lru.extend([4, 0, 2]);
+    assert_eq!(order, lru);
+}
+
+#[test]
+fn a_small_window_only_sets_bits_on_hits() {
+    let mut policy = Policy::new(100);
+    assert!(!policy.orders_hits(), "the initial 1% window");
+    policy.set_window(0.9);
+    assert!(!policy.orders_hits(), "90% is the limit, not past it");
+    policy.set_window(0.95);
+    assert!(policy.orders_hits());
+    let mut arena = Arena(
+        (0..100)
+            .map(|k| (Node::default(), hash(k), false))
+            .collect(),
+    );
+    policy.set_window(0.5);
+    for i in 0..100 {
+        policy.insert(&mut arena, i);
+    }
+    policy.touch(&mut arena, 0);
+    assert!(
+        arena.referenced(0),
+        "with a small window a hit sets the bit"
+    );
+}
