@@ -164,7 +164,7 @@ impl<K, V, S> TtlCacheBuilder<K, V, S> {
             len: AtomicUsize::new(0),
             max: self.max_entries,
             max_batch: self.max_batch,
-            sample_shift: adapter.shift(),
+            sample_mask: u64::MAX.checked_shl(adapter.shift()).unwrap_or(0),
             window: AtomicU64::new(adapter.window().to_bits()),
             adapter,
             handles: AtomicUsize::new(1),

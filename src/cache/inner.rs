@@ -62,9 +62,9 @@ pub(super) struct Inner<K, V> {
     pub(super) max_batch: usize,
     /// Steers the window/main split of every shard's policy.
     pub(super) adapter: Adapter,
-    /// A request is fed to the adapter when its hash's top bits are zero
-    /// (`64`: every request).
-    pub(super) sample_shift: u32,
+    /// A request is fed to the adapter when its hash's bits under this mask
+    /// (its top bits, or none: every request) are zero.
+    pub(super) sample_mask: u64,
     /// The adapter's current window fraction, as `f64` bits.
     pub(super) window: AtomicU64,
     /// `TtlCache` handles on this cache (clones included; a detached
@@ -190,7 +190,7 @@ impl<K, V> Inner<K, V> {
         // Inline only the shift test, which passes one request in 16 or
         // fewer: a hit's path stays short (an instruction counted there is
         // paid at every hit, see `lookup`).
-        if self.sample_shift == 64 || hash >> self.sample_shift == 0 {
+        if hash & self.sample_mask == 0 {
             self.adapt(hash);
         }
     }
