@@ -32,8 +32,7 @@
 //!   points under LRU on the recency-biased row and 14 on the shifting hot
 //!   set, a 20% window 13 under moka on the loop.
 //! - **Order within a region** is kept by a CLOCK-style second chance
-//!   instead of moving an entry on every hit (except in a window that is
-//!   most of the shard, see `touch`): a hit only sets the entry's
+//!   instead of moving an entry on every hit: a hit only sets the entry's
 //!   reference bit (written once, so a hot entry's line stays shared
 //!   between cores), and the bit is looked at when the entry reaches the
 //!   head of its queue. That is also when the sketch counts the lap in
@@ -54,11 +53,8 @@
 //! 0.9 points off the loop's gap (with a one-entry window floor, since
 //! dropped) but lost up to 0.4 and 0.7 on the other 1,000-entry rows (each
 //! shard has a 16 KiB sketch at least, so fewer shards also remember
-//! less). On the recency-biased rows the window grows to all of a shard
-//! but one entry, and hits keep it in exact LRU order there (`touch`: a
-//! CLOCK window trailed LRU by 0.3 to 0.6 points); what is left (0.3 to
-//! 0.45 points under LRU at 8 shards, 0.04 to 0.16 at one) is the shards:
-//! eight LRUs of an eighth each are not one LRU. Against
+//! less). On the recency-biased rows the window at its largest is a
+//! CLOCK, which approximates LRU to about half a point below it. Against
 //! quick_cache's ghost queue on Zipf, the sketch's 16 bytes per entry limit
 //! how long it can remember (a 4 times larger sketch closed most of the gap
 //! at 10,000 entries), which costs 0.3 to 0.5 points at 10,000 entries and
@@ -81,13 +77,6 @@ const MOVES: u32 = 16;
 /// limits of 40 to 75% were within a point of each other summed over the
 /// replay tool's 16 rows at two seeds.
 const PROMOTING: f64 = 0.6;
-
-/// The window share above which hits keep the window in exact LRU order
-/// (see `Policy::touch`). At 60% (`PROMOTING`), the 1,000-entry shifting
-/// hot set, whose window swings across it, lost 0.2 points (at seeds 42
-/// and 7); at 90% it loses 0.12, and the recency-biased and 10,000-entry
-/// shift rows gain the same 0.05 to 0.3 as at 60%.
-const ORDERING: f64 = 0.9;
 
 /// No entry (an empty list's ends, a list end's neighbour).
 pub(crate) const NIL: u32 = POSITION;
@@ -196,8 +185,6 @@ pub(crate) struct Policy {
     /// duel (see `evict`): while the window is at most `PROMOTING` of the
     /// shard.
     promotes: bool,
-    /// Whether hits keep the window in exact LRU order (see `touch`).
-    orders: bool,
     /// The smallest window (see `resize_window`): 0 for a cache's shard, 1
     /// for the adapter's miniatures (`with_window_floor`).
     least: u32,
@@ -216,7 +203,6 @@ impl Policy {
             window_max: 0,
             protected_max: 0,
             promotes: true,
-            orders: false,
             least: 0,
             sketch: Sketch::new(capacity as usize),
             tick: 0,
@@ -272,7 +258,6 @@ impl Policy {
         let main = self.capacity.saturating_sub(self.window_max);
         self.protected_max = main - main / 5;
         self.promotes = f64::from(self.window_max) <= PROMOTING * f64::from(self.capacity);
-        self.orders = f64::from(self.window_max) > ORDERING * f64::from(self.capacity);
     }
 
     /// Counts a request for the entry hashed `hash`, for the sketch.
@@ -297,33 +282,6 @@ impl Policy {
     pub(crate) fn hit(&mut self, nodes: &mut impl Nodes, i: u32) {
         if !nodes.referenced(i) {
             nodes.set_referenced(i, true);
-        }
-    }
-
-    /// Whether a hit must go through [`touch`](Self::touch): while the
-    /// window is most of the shard (above `ORDERING`), it is the shard's
-    /// LRU, kept in exact order.
-    #[inline]
-    pub(crate) fn orders_hits(&self) -> bool {
-        self.orders
-    }
-
-    /// A hit on entry `i`: while [`orders_hits`](Self::orders_hits), a
-    /// window entry moves to the window's tail (most recent); any other hit
-    /// sets the reference bit as [`hit`](Self::hit) does.
-    ///
-    /// The window is that large only for workloads where recency pays, and
-    /// there its CLOCK order (a hit sets a bit, the hand gives a second
-    /// chance) trailed an exact LRU by about half a point on the replay
-    /// tool's recency-biased rows. While the window is small, its hits are
-    /// rare and a bit says all the policy needs (see `evict`), so a hit
-    /// then reads the entry's own line alone.
-    pub(crate) fn touch(&mut self, nodes: &mut impl Nodes, i: u32) {
-        if self.orders && nodes.node(i).region() == Region::Window {
-            self.unlink(nodes, i);
-            self.push_back(nodes, Region::Window, i);
-        } else {
-            self.hit(nodes, i);
         }
     }
 

@@ -188,24 +188,10 @@ impl<K, V> Store<K, V> {
     /// (see `Policy::hit`), so a hot slot's line stays shared.
     #[inline]
     pub(crate) fn hit(&mut self, pos: usize) {
-        if self.policy.orders_hits() {
-            return self.touch(pos);
-        }
         let slot = &mut self.slots[pos];
         if !slot.flag(REFERENCED) {
             slot.set_flag(REFERENCED, true);
         }
-    }
-
-    /// A hit while the window is the shard's LRU (see `Policy::touch`).
-    #[cold]
-    #[inline(never)]
-    fn touch(&mut self, pos: usize) {
-        let mut arena = Arena {
-            slots: &mut self.slots,
-            links: &mut self.links,
-        };
-        self.policy.touch(&mut arena, pos as u32);
     }
 
     /// Takes the slot at `pos` out.
