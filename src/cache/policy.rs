@@ -387,6 +387,12 @@ impl Policy {
     /// against hash flooding).
     fn duel(&mut self, nodes: &mut impl Nodes, candidate: u32, victim: u32) -> u32 {
         let c = self.sketch.frequency(nodes.hash(candidate));
+        if c < 2 {
+            // It could win neither way (by a margin over any count, nor by
+            // luck): the victim's count is not read. That is most misses' case
+            // (a key seen once), so most duels read one sketch line, not two.
+            return candidate;
+        }
         let v = self.sketch.frequency(nodes.hash(victim));
         let lucky = c >= 6 && (nodes.hash(candidate) ^ u64::from(self.tick)) & 127 == 0;
         // By more than one count: a count-min sketch overestimates by about
