@@ -12,7 +12,7 @@
 /// 1 point. Counts are halved every `sample` additions (see [`AGING`]), so
 /// old popularity fades.
 pub(crate) struct Sketch {
-    blocks: Box<[[u8; 64]]>,
+    blocks: Box<[Block]>,
     mask: u64,
     additions: usize,
     sample: usize,
@@ -21,6 +21,13 @@ pub(crate) struct Sketch {
     door: Box<[u64]>,
     door_mask: u64,
 }
+
+/// One key's four counters, a cache line: aligned to one, so reading them
+/// touches one line (an unaligned `[u8; 64]` straddled two in all but one
+/// case in 64).
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Block([u8; 64]);
 
 /// Entries a 64-byte block serves (see the type's docs).
 const ENTRIES_PER_BLOCK: usize = 4;
@@ -47,7 +54,10 @@ const SMALLEST_BLOCKS: usize = 256;
 const AGING: usize = 6;
 
 /// The doorkeeper in front of the counters (TinyLFU's): a Bloom filter of
-/// two bits a key. A key's first request in an aging period only sets its
+/// two bits a key, both in one 64-bit word (one line read a check; two
+/// independent words took 0.7 more lines missing a 1 MiB cache per miss
+/// into a full 100,000-entry cache under cachegrind, and moved the replay
+/// tool's rows by 0.01 to 0.03 points, 0.05 to 0.09 summed over 16). A key's first request in an aging period only sets its
 /// bits; later ones reach the counters, and its estimate is the counters
 /// plus one for the bits. The many keys seen once (most of a skewed
 /// workload's tail) then take no counter, so the counters tell the
@@ -80,12 +90,12 @@ impl Sketch {
             false => 0,
         };
         Sketch {
-            blocks: vec![[0; 64]; blocks].into_boxed_slice(),
+            blocks: vec![Block([0; 64]); blocks].into_boxed_slice(),
             mask: blocks as u64 - 1,
             additions: 0,
             sample: blocks * AGING,
             door: vec![0; door_bits / 64].into_boxed_slice(),
-            door_mask: (door_bits as u64).wrapping_sub(1),
+            door_mask: (door_bits as u64 / 64).wrapping_sub(1),
         }
     }
 
@@ -106,23 +116,25 @@ impl Sketch {
         (block[nibble / 2] >> ((nibble & 1) * 4)) & 0xF
     }
 
-    /// The doorkeeper's two bits for `hash`, from bits the counters' block
-    /// and cells do not use.
+    /// The doorkeeper's word and two bits in it for `hash`, from bits the
+    /// counters' block and cells do not use. Both bits in one word (a
+    /// blocked Bloom filter), so a check reads one line, not two.
     #[inline]
-    fn door_bits(&self, hash: u64) -> [u64; 2] {
+    fn door_bits(&self, hash: u64) -> (usize, u64) {
         let m = hash.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-        [(m >> 20) & self.door_mask, (m >> 42) & self.door_mask]
+        let word = ((m >> 20) & self.door_mask) as usize;
+        (word, 1 << (m >> 52 & 63) | 1 << (m >> 58))
     }
 
     /// Whether `hash` passed the doorkeeper this period (always, without
     /// one).
     #[inline]
     fn past_door(&self, hash: u64) -> bool {
-        self.door.is_empty()
-            || self
-                .door_bits(hash)
-                .iter()
-                .all(|&b| self.door[(b / 64) as usize] & (1 << (b % 64)) != 0)
+        if self.door.is_empty() {
+            return true;
+        }
+        let (word, bits) = self.door_bits(hash);
+        self.door[word] & bits == bits
     }
 
     /// Counts one request for `hash`: at the doorkeeper the first time in
@@ -131,14 +143,13 @@ impl Sketch {
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
         if !self.past_door(hash) {
-            for b in self.door_bits(hash) {
-                self.door[(b / 64) as usize] |= 1 << (b % 64);
-            }
+            let (word, bits) = self.door_bits(hash);
+            self.door[word] |= bits;
             self.added();
             return;
         }
         let (block, cells) = self.cells(hash);
-        let counters = &mut self.blocks[block];
+        let counters = &mut self.blocks[block].0;
         let min = cells
             .iter()
             .map(|&c| Self::get(counters, c))
@@ -166,7 +177,7 @@ impl Sketch {
     /// doorkeeper, 15 without).
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
         let (block, cells) = self.cells(hash);
-        let counters = &self.blocks[block];
+        let counters = &self.blocks[block].0;
         let counted = cells
             .iter()
             .map(|&c| Self::get(counters, c))
@@ -178,7 +189,7 @@ impl Sketch {
 
     fn age(&mut self) {
         for block in self.blocks.iter_mut() {
-            for byte in block.iter_mut() {
+            for byte in block.0.iter_mut() {
                 // Halve both nibbles at once.
                 *byte = (*byte >> 1) & 0x77;
             }
@@ -202,7 +213,7 @@ mod tests {
         let counted = |s: &Sketch| {
             cells
                 .iter()
-                .map(|&c| Sketch::get(&s.blocks[block], c))
+                .map(|&c| Sketch::get(&s.blocks[block].0, c))
                 .min()
         };
         assert_eq!(
@@ -225,6 +236,16 @@ mod tests {
             "aging clears the doorkeeper"
         );
         assert_eq!(sketch.frequency(hash(1)), 0);
+    }
+
+    #[test]
+    fn a_keys_counters_are_one_cache_line() {
+        let sketch = Sketch::new(1 << 16);
+        assert_eq!(std::mem::size_of_val(&sketch.blocks[0]), 64);
+        assert!(sketch
+            .blocks
+            .iter()
+            .all(|b| (b as *const super::Block as usize) % 64 == 0));
     }
 
     #[test]
