@@ -35,11 +35,12 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, Bencher, Criterion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use singleflight_sync::{ManualClock, TtlCache};
+use singleflight_sync::{Clock, ManualClock, SystemClock, TtlCache};
 
 // The workloads, criterion settings and two-thread harness of the `ttl`
 // benches, and the peers as `Peer`s.
@@ -305,41 +306,17 @@ fn expiry_check(c: &mut Criterion) {
         let mut quick = None;
         bench.bench_function("quick_cache_plus_clock_read", |b| {
             let cache = quick.get_or_insert_with(|| quick_filled(n));
+            // The read `SystemClock` makes on every hit of ours
+            // (`CLOCK_MONOTONIC_COARSE` on Linux), beside a quick_cache hit:
+            // what an expiry check would cost it, clock alone.
             hit_loop(b, &keys, |k| {
-                let now = coarse_clock_nanos();
-                cache.get(&k).filter(|_| now != u64::MAX)
+                let now = SystemClock.now();
+                cache.get(&k).filter(|_| now != Duration::MAX)
             });
         });
         drop(quick);
         bench.finish();
     }
-}
-
-/// The clock read `SystemClock` makes on every hit (`CLOCK_MONOTONIC_COARSE`
-/// on Linux), made here beside a quick_cache hit: what an expiry check
-/// would cost it, clock alone.
-#[cfg(target_os = "linux")]
-fn coarse_clock_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec, and the clock exists on
-    // every Linux since 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
-/// `SystemClock`'s read elsewhere: `Instant::now`.
-#[cfg(not(target_os = "linux"))]
-fn coarse_clock_nanos() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
 }
 
 // ---------------------------------------------------------------------------
