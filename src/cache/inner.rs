@@ -187,9 +187,10 @@ impl<K, V> Inner<K, V> {
     /// (most of a hitting cache's: see `adapt.rs`).
     #[inline(always)]
     pub(super) fn sample(&self, hash: u64) {
-        // Inline only the shift test, which passes one request in 16 or
-        // fewer: a hit's path stays short (an instruction counted there is
-        // paid at every hit, see `lookup`).
+        // Inline only the mask test, which passes one request in 16 or
+        // fewer: a hit's path stays short (at 100,000 entries and more, a
+        // hit waits on memory, and every instruction in it costs: see the
+        // README's `expiry_check` rows).
         if hash & self.sample_mask == 0 {
             self.adapt(hash);
         }

@@ -57,8 +57,9 @@ const AGING: usize = 6;
 /// two bits a key, both in one 64-bit word (one line read a check; two
 /// independent words took 0.7 more lines missing a 1 MiB cache per miss
 /// into a full 100,000-entry cache under cachegrind, and moved the replay
-/// tool's rows by 0.01 to 0.03 points, 0.05 to 0.09 summed over 16). A key's first request in an aging period only sets its
-/// bits; later ones reach the counters, and its estimate is the counters
+/// tool's rows by 0.01 to 0.03 points, 0.05 to 0.09 summed over 16). A
+/// key's first request in an aging period only sets its bits; later ones
+/// reach the counters, and its estimate is the counters
 /// plus one for the bits. The many keys seen once (most of a skewed
 /// workload's tail) then take no counter, so the counters tell the
 /// returning keys apart for longer. Cleared at every halving.
