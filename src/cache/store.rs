@@ -291,10 +291,17 @@ impl<K, V> Store<K, V> {
             // Straight to the share once past half of it, not to the next
             // power of two: the bound is known, and memory is per entry.
             // Past the share (a shard may hold more than its share while
-            // others hold less), by an eighth: doubling there left half a
-            // shard's slab unused, and an eighth still amortises.
-            let want = if pos >= self.share {
+            // others hold less): first by four standard deviations of how
+            // a full cache's entries spread over its shards (`4 * sqrt`),
+            // which holds nearly every shard that passes its share; then by
+            // an eighth. Doubling there left half a shard's slab unused, and
+            // an eighth at once still left 2 bytes an entry of a
+            // 1,000,000-entry cache unused.
+            let slack = 4 * self.share.isqrt();
+            let want = if pos >= self.share + slack {
                 pos + (pos / 8).max(4)
+            } else if pos >= self.share {
+                self.share + slack
             } else if pos * 2 >= self.share {
                 self.share
             } else {

@@ -162,3 +162,31 @@ fn a_shard_that_shrinks_under_the_sweep_still_has_its_expired_slots_found() {
     assert!(store.slots().iter().all(|s| s.expires == 1_000));
     assert_eq!(store.floor, 1_000);
 }
+
+#[test]
+fn a_slab_grows_to_its_share_then_by_the_spread_of_shards_then_by_an_eighth() {
+    let share = 10_000;
+    let mut store: Store<u64, u64> = Store::new(share, false);
+    let hash = |k: u64| k.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut capacities = Vec::new();
+    for k in 0..12_000u64 {
+        store.insert_new(
+            Slot::new(k, hash(k), Cached::Value(k), u64::MAX),
+            Extra::default(),
+        );
+        let c = store.slots.capacity();
+        assert_eq!(store.links.capacity(), c, "the links grow with the slots");
+        if capacities.last() != Some(&c) {
+            capacities.push(c);
+        }
+    }
+    // Doubling until past half the share (8,192), then the share, then
+    // 4 * sqrt(share) past it (400), then an eighth of what it holds.
+    let past: Vec<usize> = capacities
+        .iter()
+        .copied()
+        .filter(|&c| c > share / 2)
+        .collect();
+    assert_eq!(past, [8_192, share, share + 400, 11_700, 11_700 + 1_462]);
+    assert!(capacities.windows(2).all(|w| w[1] > w[0]));
+}
