@@ -242,6 +242,9 @@ mod tests {
     #[test]
     fn a_keys_counters_are_one_cache_line() {
         let sketch = Sketch::new(1 << 16);
+        // The type's alignment, which no allocator's luck can stand in
+        // for, then every block's address.
+        assert_eq!(std::mem::align_of::<super::Block>(), 64);
         assert_eq!(std::mem::size_of_val(&sketch.blocks[0]), 64);
         assert!(sketch
             .blocks
